@@ -1,0 +1,129 @@
+//! The change record: one path, what happened to it, and everything needed to encode it.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::kind::ChangeKind;
+use crate::meta::Meta;
+use crate::order::{compare_paths, display};
+use crate::root::Source;
+
+/// The new state of a changed entry: its stat, taken once by the differ, and where its
+/// bytes, link target and xattrs are read from.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// `lstat` of the new entry.
+    pub meta: Meta,
+    /// The new entry on disk: link target and xattrs are read here, and the file data too
+    /// unless [`Entry::data`] says otherwise.
+    pub source: Source,
+    /// Where regular-file bytes come from when not from `source`: an overlay metacopy file
+    /// holds only metadata, its data lives in the base file (at the same path or at its
+    /// redirect).
+    pub data: Option<Source>,
+}
+
+impl Entry {
+    /// An entry whose data is read from its own source.
+    pub fn new(meta: Meta, source: Source) -> Entry {
+        Entry {
+            meta,
+            source,
+            data: None,
+        }
+    }
+
+    /// Where the file's bytes are read from.
+    pub fn data_source(&self) -> &Source {
+        self.data.as_ref().unwrap_or(&self.source)
+    }
+}
+
+/// One change, as every differ emits it and every writer consumes it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// Relative `/`-separated byte path, no leading `/`; never empty (the root is never a change).
+    pub path: Box<[u8]>,
+    /// The new entry; `None` exactly for [`ChangeKind::Delete`].
+    pub entry: Option<Entry>,
+}
+
+impl Change {
+    /// A `Delete` of `path`.
+    pub fn delete(path: impl Into<Box<[u8]>>) -> Change {
+        Change {
+            kind: ChangeKind::Delete,
+            path: path.into(),
+            entry: None,
+        }
+    }
+
+    /// An `Add`, `Modify` or `Unmodified` of `path` with its new entry.
+    pub fn with_entry(kind: ChangeKind, path: impl Into<Box<[u8]>>, entry: Entry) -> Change {
+        debug_assert!(kind != ChangeKind::Delete);
+        Change {
+            kind,
+            path: path.into(),
+            entry: Some(entry),
+        }
+    }
+
+    /// The new entry's stat, when there is one.
+    pub fn meta(&self) -> Option<&Meta> {
+        self.entry.as_ref().map(|e| &e.meta)
+    }
+
+    /// Orders two changes by path in the canonical order.
+    pub fn cmp_path(&self, other: &Change) -> Ordering {
+        compare_paths(&self.path, &other.path)
+    }
+
+    /// `A /etc/hosts`-style line (`U` for unmodified), as `ovdiff changes` prints.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.kind.letter(), display(&self.path))
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line())
+    }
+}
+
+/// Checks that paths arrive in strictly increasing canonical order, for consumers that rely on
+/// it (the tar writer rejects out-of-order or duplicate input instead of writing a bad layer).
+#[derive(Debug, Default, Clone)]
+pub struct OrderCheck {
+    last: Option<Box<[u8]>>,
+}
+
+/// A path arrived out of canonical order or twice.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("change for {} arrives after {}: input is not in canonical order", display(.path), display(.previous))]
+pub struct OutOfOrder {
+    /// The path that arrived late.
+    pub path: Box<[u8]>,
+    /// The path before it.
+    pub previous: Box<[u8]>,
+}
+
+impl OrderCheck {
+    /// Accepts `path` if it sorts strictly after the previous one.
+    ///
+    /// # Errors
+    /// [`OutOfOrder`] when it does not.
+    pub fn accept(&mut self, path: &[u8]) -> Result<(), OutOfOrder> {
+        if let Some(prev) = &self.last {
+            if compare_paths(prev, path) != Ordering::Less {
+                return Err(OutOfOrder {
+                    path: path.into(),
+                    previous: prev.clone(),
+                });
+            }
+        }
+        self.last = Some(path.into());
+        Ok(())
+    }
+}

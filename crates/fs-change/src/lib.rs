@@ -1,0 +1,49 @@
+//! The change model shared by ovdiff's differs and writers.
+//!
+//! - [`Change`], [`ChangeKind`], [`Entry`]: what a differ emits — a byte path, what happened,
+//!   and the new entry's stat plus the [`Source`] its bytes are read from, fetched once.
+//! - [`compare_paths`]: the canonical order (`/` compares as 0x00), which every differ emits
+//!   and the tar writer enforces.
+//! - [`same_file`]: continuity's *sameFile* rules.
+//! - [`Tree`] / [`TreeDir`]: the base side of a diff, listed and looked up by single-component
+//!   calls on open directory fds; [`DirTree`] is a plain directory.
+//! - [`ChangeSink`]: where changes go (a `Vec`, a channel, the tar writer).
+//!
+//! ```
+//! use fs_change::{ChangeSink, Change, ChangeKind, DirTree, Tree, TreeDir, Entry};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("hello"), b"hi")?;
+//! let tree = DirTree::open(dir.path())?;
+//! let root = tree.open_dir(b"")?.expect("root exists");
+//! let names: Vec<_> = root.list()?.into_iter().map(|e| e.name).collect();
+//! assert_eq!(names, vec![Box::from(&b"hello"[..])]);
+//! let meta = root.stat(b"hello")?.expect("just written");
+//! let mut out: Vec<Change> = Vec::new();
+//! let change = Change::with_entry(ChangeKind::Add, &b"hello"[..], Entry::new(meta, root.source(b"hello")));
+//! ChangeSink::push(&mut out, change)?;
+//! assert_eq!(out[0].line(), "A /hello");
+//! # Ok(()) }
+//! ```
+
+mod change;
+mod error;
+mod kind;
+mod meta;
+pub mod order;
+mod root;
+mod same;
+mod sink;
+pub mod sys;
+mod tree;
+
+pub use change::{Change, Entry, OrderCheck, OutOfOrder};
+pub use error::FsError;
+pub use kind::ChangeKind;
+pub use meta::{FileType, Meta};
+pub use order::compare_paths;
+pub use root::{Root, Source};
+pub use same::{same_file, stat_verdict, SameOptions, Side, StatVerdict, CAPABILITY_XATTR};
+pub use sink::{ChangeSink, ChannelClosed, ChannelSink, FnSink, SinkError};
+pub use sys::{DirEntryName, Xattrs};
+pub use tree::{DirTree, PlainDir, Tree, TreeDir};

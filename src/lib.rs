@@ -1,0 +1,1 @@
+//! Root package: owns the workspace-level integration tests and benchmarks.
