@@ -1,0 +1,237 @@
+//! The two walk drivers over [`compare_level`]: serial (no threads, depth-first with open
+//! directory fds) and parallel (levels computed ahead on a private pool, consumed in order).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use fs_change::{Change, ChangeKind, ChangeSink, SameOptions, Tree, TreeDir};
+
+use crate::error::NaiveError;
+use crate::shallow::{compare_level, LevelCount, Step};
+
+/// Running totals of a diff.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DiffStats {
+    /// Entries compared or listed (the union of both trees' entries that the walk visited).
+    pub entries: u64,
+    /// `Add` changes emitted.
+    pub added: u64,
+    /// `Modify` changes emitted.
+    pub modified: u64,
+    /// `Delete` changes emitted.
+    pub deleted: u64,
+    /// `Unmodified` changes emitted (hardlink bookkeeping).
+    pub unmodified: u64,
+}
+
+impl DiffStats {
+    fn emit<S: ChangeSink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        change: Change,
+    ) -> Result<(), NaiveError> {
+        match change.kind {
+            ChangeKind::Add => self.added += 1,
+            ChangeKind::Modify => self.modified += 1,
+            ChangeKind::Delete => self.deleted += 1,
+            ChangeKind::Unmodified => self.unmodified += 1,
+        }
+        sink.push(change).map_err(NaiveError::Sink)
+    }
+
+    /// All changes emitted, `Unmodified` included.
+    pub fn changes(&self) -> u64 {
+        self.added + self.modified + self.deleted + self.unmodified
+    }
+}
+
+/// Depth-first walk on the calling thread. Holds one base and one new directory fd per level.
+pub(crate) fn serial<B: TreeDir, N: TreeDir, S: ChangeSink + ?Sized>(
+    base: Option<B>,
+    new: N,
+    path: &[u8],
+    opts: SameOptions,
+    sink: &mut S,
+    stats: &mut DiffStats,
+) -> Result<(), NaiveError> {
+    let mut steps = Vec::new();
+    let LevelCount { entries } = compare_level(base.as_ref(), &new, path, opts, &mut steps)?;
+    stats.entries += entries;
+    for step in steps {
+        match step {
+            Step::Emit(change) => stats.emit(sink, change)?,
+            Step::Descend {
+                path,
+                name,
+                base_is_dir,
+            } => {
+                let child_new = new.open_dir(&name)?.ok_or_else(|| NaiveError::Vanished {
+                    path: new.display_path(&name),
+                })?;
+                let child_base = match (&base, base_is_dir) {
+                    (Some(b), true) => {
+                        Some(b.open_dir(&name)?.ok_or_else(|| NaiveError::Vanished {
+                            path: b.display_path(&name),
+                        })?)
+                    }
+                    _ => None,
+                };
+                serial(child_base, child_new, &path, opts, sink, stats)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+type LevelResult = Result<(Vec<Event>, LevelCount), NaiveError>;
+
+/// A level's output as the parallel consumer sees it.
+enum Event {
+    Emit(Change),
+    Descend(Receiver<LevelResult>),
+}
+
+struct Shared<'a, B, N> {
+    base: &'a B,
+    new: &'a N,
+    opts: SameOptions,
+    cancelled: AtomicBool,
+}
+
+/// Computes levels on `threads` pool workers, ahead of the consumer, and feeds the sink in
+/// canonical order from the calling thread. Directories are reopened by path from the tree roots
+/// (rooted, no symlinks) so pending work holds no file descriptors.
+pub(crate) fn parallel<B: Tree, N: Tree, S: ChangeSink + ?Sized>(
+    base: &B,
+    new: &N,
+    root: &[u8],
+    base_is_dir: bool,
+    opts: SameOptions,
+    threads: usize,
+    sink: &mut S,
+    stats: &mut DiffStats,
+) -> Result<(), NaiveError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("naive-diff-{i}"))
+        .build()
+        .map_err(|e| {
+            NaiveError::Fs(fs_change::FsError::io(
+                "spawn worker threads",
+                new.display_path(root),
+                std::io::Error::other(e),
+            ))
+        })?;
+    let shared = Shared {
+        base,
+        new,
+        opts,
+        cancelled: AtomicBool::new(false),
+    };
+    pool.in_place_scope(|scope| {
+        let (tx, rx) = bounded(1);
+        spawn_level(scope, &shared, root.to_vec(), base_is_dir, tx);
+        let result = consume(rx, sink, stats);
+        if result.is_err() {
+            shared.cancelled.store(true, Ordering::Relaxed);
+        }
+        result
+    })
+}
+
+fn spawn_level<'s, B: Tree, N: Tree>(
+    scope: &rayon::Scope<'s>,
+    shared: &'s Shared<'s, B, N>,
+    path: Vec<u8>,
+    base_is_dir: bool,
+    tx: Sender<LevelResult>,
+) {
+    scope.spawn(move |scope| {
+        if shared.cancelled.load(Ordering::Relaxed) {
+            return; // the consumer has stopped; dropping tx is all it needs
+        }
+        let result = level(shared, &path, base_is_dir).map(|(steps, count)| {
+            let events = steps
+                .into_iter()
+                .map(|step| match step {
+                    Step::Emit(change) => Event::Emit(change),
+                    Step::Descend {
+                        path, base_is_dir, ..
+                    } => {
+                        let (child_tx, child_rx) = bounded(1);
+                        spawn_level(scope, shared, path, base_is_dir, child_tx);
+                        Event::Descend(child_rx)
+                    }
+                })
+                .collect();
+            (events, count)
+        });
+        let _ = tx.send(result); // a closed receiver means the consumer already failed
+    });
+}
+
+fn level<B: Tree, N: Tree>(
+    shared: &Shared<'_, B, N>,
+    path: &[u8],
+    base_is_dir: bool,
+) -> Result<(Vec<Step>, LevelCount), NaiveError> {
+    let new = shared
+        .new
+        .open_dir(path)?
+        .ok_or_else(|| NaiveError::Vanished {
+            path: shared.new.display_path(path),
+        })?;
+    let base = if base_is_dir {
+        Some(
+            shared
+                .base
+                .open_dir(path)?
+                .ok_or_else(|| NaiveError::Vanished {
+                    path: shared.base.display_path(path),
+                })?,
+        )
+    } else {
+        None
+    };
+    let mut steps = Vec::new();
+    let count = compare_level(base.as_ref(), &new, path, shared.opts, &mut steps)?;
+    Ok((steps, count))
+}
+
+fn consume<S: ChangeSink + ?Sized>(
+    root: Receiver<LevelResult>,
+    sink: &mut S,
+    stats: &mut DiffStats,
+) -> Result<(), NaiveError> {
+    let mut stack: Vec<std::vec::IntoIter<Event>> = Vec::new();
+    let mut pending = Some(root);
+    loop {
+        if let Some(rx) = pending.take() {
+            let (events, count) = receive(&rx)?;
+            stats.entries += count.entries;
+            stack.push(events.into_iter());
+        }
+        let Some(top) = stack.last_mut() else {
+            return Ok(());
+        };
+        match top.next() {
+            None => {
+                stack.pop();
+            }
+            Some(Event::Emit(change)) => stats.emit(sink, change)?,
+            Some(Event::Descend(rx)) => pending = Some(rx),
+        }
+    }
+}
+
+fn receive(rx: &Receiver<LevelResult>) -> LevelResult {
+    // A worker only drops its sender without sending after cancellation, which happens only once
+    // this consumer has returned, so a disconnect here means a worker panicked.
+    rx.recv().unwrap_or_else(|_| {
+        Err(NaiveError::Fs(fs_change::FsError::io(
+            "walk worker",
+            std::path::PathBuf::from("<naive-diff worker>"),
+            std::io::Error::other("a walk worker stopped without a result"),
+        )))
+    })
+}
