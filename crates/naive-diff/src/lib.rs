@@ -115,10 +115,8 @@ impl<'a, B: Tree, N: Tree> NaiveDiff<'a, B, N> {
             let base_is_dir = base_dir.is_some();
             drop((base_dir, new_dir));
             walk::parallel(
-                self.base,
-                self.new,
-                root,
-                base_is_dir,
+                (self.base, self.new),
+                walk::Start { root, base_is_dir },
                 self.opts,
                 self.threads,
                 sink,

@@ -83,6 +83,15 @@ pub(crate) fn serial<B: TreeDir, N: TreeDir, S: ChangeSink + ?Sized>(
     Ok(())
 }
 
+/// Where a parallel walk starts: the directory, and whether the base has it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start<'p> {
+    /// Relative path of the directory whose children are compared first.
+    pub(crate) root: &'p [u8],
+    /// The base has a directory at `root`.
+    pub(crate) base_is_dir: bool,
+}
+
 type LevelResult = Result<(Vec<Event>, LevelCount), NaiveError>;
 
 /// A level's output as the parallel consumer sees it.
@@ -102,15 +111,14 @@ struct Shared<'a, B, N> {
 /// canonical order from the calling thread. Directories are reopened by path from the tree roots
 /// (rooted, no symlinks) so pending work holds no file descriptors.
 pub(crate) fn parallel<B: Tree, N: Tree, S: ChangeSink + ?Sized>(
-    base: &B,
-    new: &N,
-    root: &[u8],
-    base_is_dir: bool,
+    (base, new): (&B, &N),
+    start: Start<'_>,
     opts: SameOptions,
     threads: usize,
     sink: &mut S,
     stats: &mut DiffStats,
 ) -> Result<(), NaiveError> {
+    let Start { root, base_is_dir } = start;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("naive-diff-{i}"))
