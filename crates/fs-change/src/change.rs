@@ -70,6 +70,19 @@ impl Change {
         }
     }
 
+    /// The opaque-directory marker for `dir` (beyond policy): a `Delete` whose path is
+    /// `dir/.wh..wh..opq`, which a tar writer emits verbatim as the OCI opaque whiteout.
+    /// A differ sends it right after `dir`'s own change and before any of `dir`'s children,
+    /// which is the one place the canonical order allows it ([`OrderCheck`] knows).
+    pub fn opaque_marker(dir: &[u8]) -> Change {
+        Change::delete(crate::order::join(dir, OPAQUE_MARKER))
+    }
+
+    /// True for a change made by [`Change::opaque_marker`].
+    pub fn is_opaque_marker(&self) -> bool {
+        self.kind == ChangeKind::Delete && crate::order::split_parent(&self.path).1 == OPAQUE_MARKER
+    }
+
     /// The new entry's stat, when there is one.
     pub fn meta(&self) -> Option<&Meta> {
         self.entry.as_ref().map(|e| &e.meta)
@@ -92,8 +105,13 @@ impl fmt::Display for Change {
     }
 }
 
+/// The OCI opaque whiteout's file name.
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
 /// Checks that paths arrive in strictly increasing canonical order, for consumers that rely on
 /// it (the tar writer rejects out-of-order or duplicate input instead of writing a bad layer).
+/// An opaque marker ([`Change::opaque_marker`]) is accepted only directly after its directory
+/// (or first, for the root) and does not move the order on.
 #[derive(Debug, Default, Clone)]
 pub struct OrderCheck {
     last: Option<Box<[u8]>>,
@@ -115,6 +133,18 @@ impl OrderCheck {
     /// # Errors
     /// [`OutOfOrder`] when it does not.
     pub fn accept(&mut self, path: &[u8]) -> Result<(), OutOfOrder> {
+        let (parent, name) = crate::order::split_parent(path);
+        if name == OPAQUE_MARKER {
+            // An opaque marker follows its directory directly, ahead of the children's order.
+            let prev = self.last.as_deref().unwrap_or(b"");
+            if prev != parent {
+                return Err(OutOfOrder {
+                    path: path.into(),
+                    previous: prev.into(),
+                });
+            }
+            return Ok(());
+        }
         if let Some(prev) = &self.last {
             if compare_paths(prev, path) != Ordering::Less {
                 return Err(OutOfOrder {
@@ -125,5 +155,32 @@ impl OrderCheck {
         }
         self.last = Some(path.into());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_check_accepts_markers_only_after_their_directory() {
+        let mut c = OrderCheck::default();
+        c.accept(b"a").expect("first");
+        c.accept(b"a/.wh..wh..opq")
+            .expect("marker right after its dir");
+        c.accept(b"a/!bang").expect("children keep their own order");
+        assert!(c.accept(b"a/.wh..wh..opq").is_err(), "marker after a child");
+        assert!(c.accept(b"a/!bang").is_err(), "duplicate");
+        c.accept(b"a-b").expect("sibling after subtree");
+        let mut root = OrderCheck::default();
+        root.accept(b".wh..wh..opq").expect("root marker first");
+    }
+
+    #[test]
+    fn marker_change_roundtrips() {
+        let m = Change::opaque_marker(b"etc");
+        assert!(m.is_opaque_marker());
+        assert_eq!(&*m.path, b"etc/.wh..wh..opq");
+        assert!(!Change::delete(&b"etc/x"[..]).is_opaque_marker());
     }
 }

@@ -37,7 +37,7 @@ mod sink;
 pub mod sys;
 mod tree;
 
-pub use change::{Change, Entry, OrderCheck, OutOfOrder};
+pub use change::{Change, Entry, OrderCheck, OutOfOrder, OPAQUE_MARKER};
 pub use error::FsError;
 pub use kind::ChangeKind;
 pub use meta::{FileType, Meta};
