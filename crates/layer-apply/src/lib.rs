@@ -1,1 +1,78 @@
-//! Applies OCI layer tars onto a directory or an overlay upperdir, contained against hostile input (work in progress).
+//! Applies OCI layer tars onto a directory, or into an overlay upperdir, contained against
+//! hostile input.
+//!
+//! A layer is a tar (plain, gzip or zstd, told apart by magic bytes) whose entries are written
+//! in order: an existing entry is replaced unless both it and the entry are directories,
+//! missing parents are created 0755, and directory times are set after the last entry.
+//! Whiteouts follow the OCI image-spec: `DIR/.wh.NAME` removes `NAME`, and `DIR/.wh..wh..opq`
+//! removes every child of `DIR` that this layer did not write, wherever in the stream it
+//! appears. In overlay form ([`OverlayWhiteouts`]) they become 0/0 character devices and the
+//! `overlay.opaque` xattr instead.
+//!
+//! Nothing is ever written outside the root: parent directories are resolved with
+//! `openat2(RESOLVE_IN_ROOT)`, so absolute names, `..`, symlinked parents and link targets are
+//! resolved as if the root were `/` (containerd's `RootPath` semantics, enforced by the
+//! kernel); the entry's own name is used only with `*at` calls that never follow it.
+//!
+//! ```
+//! use layer_apply::{Applier, XattrPolicy};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A layer that adds etc/hostname, and a lower tree where etc/old exists.
+//! let mut tar = tar::Builder::new(Vec::new());
+//! let mut header = tar::Header::new_ustar();
+//! header.set_entry_type(tar::EntryType::Regular);
+//! header.set_mode(0o644);
+//! header.set_size(5);
+//! tar.append_data(&mut header, "etc/hostname", &b"box1\n"[..])?;
+//! let mut whiteout = tar::Header::new_ustar();
+//! whiteout.set_size(0);
+//! tar.append_data(&mut whiteout, "etc/.wh.old", std::io::empty())?;
+//! let layer = tar.into_inner()?;
+//!
+//! let root = tempfile::tempdir()?;
+//! std::fs::create_dir(root.path().join("etc"))?;
+//! std::fs::write(root.path().join("etc/old"), b"lower")?;
+//!
+//! let stats = Applier::new(root.path())
+//!     .xattr_policy(XattrPolicy::Compat)
+//!     .preserve_owner(false)
+//!     .apply(&layer[..])?;
+//! assert_eq!(std::fs::read(root.path().join("etc/hostname"))?, b"box1\n");
+//! assert!(!root.path().join("etc/old").exists());
+//! assert_eq!((stats.regular, stats.whiteouts, stats.bytes_written), (1, 1, 5));
+//! # Ok(()) }
+//! ```
+
+mod applier;
+mod compress;
+mod error;
+mod header;
+mod layer;
+mod name;
+mod opaque;
+mod options;
+mod remove;
+mod rooted;
+mod session;
+mod stats;
+mod write;
+mod xattr;
+
+pub use applier::Applier;
+pub use compress::{decompress, Compression};
+pub use error::{ApplyError, EntryError};
+pub use layer::{apply_layer, Layer};
+pub use options::{OverlayNamespace, OverlayWhiteouts, TrustedXattrs, XattrPolicy};
+pub use stats::ApplyStats;
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<super::Applier>();
+        assert_send_sync::<super::ApplyStats>();
+        assert_send_sync::<super::ApplyError>();
+    }
+}

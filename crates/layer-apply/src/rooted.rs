@@ -1,0 +1,234 @@
+//! Resolution inside the target root: every directory an entry is written into is found with
+//! `openat2(RESOLVE_IN_ROOT)`, so `..` and symlinks (absolute or relative) are resolved as if
+//! the root were `/` and can never lead outside it. The last component is then only ever used
+//! with `*at` calls that do not follow it.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use fs_change::{FileType, Root};
+use rustix::fs::{Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::io::Errno;
+
+use crate::error::EntryError;
+
+/// How often an `EAGAIN` from `openat2` (a concurrent rename seen during `..` resolution) is
+/// retried before giving up.
+const EAGAIN_RETRIES: usize = 16;
+
+/// Symlinks followed in one resolution before giving up with `ELOOP`, as the kernel does.
+const MAX_SYMLINKS: usize = 40;
+
+/// The target root, and resolution of directories inside it.
+#[derive(Debug)]
+pub(crate) struct Rooted {
+    root: Arc<Root>,
+}
+
+/// Flags for a directory that is only used as the `dirfd` of `*at` calls.
+pub(crate) const PATH_DIR: OFlags = OFlags::PATH.union(OFlags::DIRECTORY);
+/// Flags for a directory that is listed, or whose xattrs are set with `fsetxattr`.
+pub(crate) const READ_DIR: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY);
+
+impl Rooted {
+    /// Wraps an opened root.
+    pub(crate) fn new(root: Arc<Root>) -> Rooted {
+        Rooted { root }
+    }
+
+    /// `openat2(root, rel, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)`: `rel` resolved as if
+    /// the root were `/`, following symlinks as a chroot would; `EAGAIN` (a concurrent rename
+    /// seen while resolving `..`) is retried.
+    fn open_in_root(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+        let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(
+                self.root.fd(),
+                rel,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Err(Errno::AGAIN) if tries < EAGAIN_RETRIES => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// The directory an entry named `parent/...` goes into, creating missing components as
+    /// directories 0755 (owned by `owner` when given) the way `mkdir -p` would.
+    ///
+    /// The common case is one `openat2(RESOLVE_IN_ROOT)`. When that fails (something is
+    /// missing, possibly behind a symlink that points at a path not created yet) the
+    /// components are walked one by one instead; see [`Rooted::walk`].
+    ///
+    /// # Errors
+    /// [`EntryError::ParentNotDirectory`] when a component is not a directory;
+    /// [`EntryError::Io`] otherwise (`ELOOP` after 40 symlinks).
+    pub(crate) fn parent_dir(
+        &self,
+        parent: &[u8],
+        owner: Option<(Uid, Gid)>,
+    ) -> Result<OwnedFd, EntryError> {
+        match self.open_in_root(parent, PATH_DIR) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => self
+                .walk(parent, Some(owner))?
+                .ok_or(EntryError::ParentNotDirectory),
+            Err(e) => Err(EntryError::io("openat2", e)),
+        }
+    }
+
+    /// The directory `dir` names when it exists (for whiteouts, hardlink targets): like
+    /// [`Rooted::parent_dir`] but never creating anything. `Ok(None)` when it does not exist or
+    /// is not a directory.
+    ///
+    /// # Errors
+    /// Resolution failures other than absence.
+    pub(crate) fn existing_dir(&self, dir: &[u8]) -> Result<Option<OwnedFd>, EntryError> {
+        match self.open_in_root(dir, PATH_DIR) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => self.walk(dir, None),
+            Err(e) => Err(EntryError::io("openat2", e)),
+        }
+    }
+
+    /// Resolves the cleaned path `path` one component at a time from the root: each component
+    /// is looked at with `statx(AT_SYMLINK_NOFOLLOW)` in the directory reached so far and
+    /// entered with `openat(O_NOFOLLOW)`; a symlink's target is spliced in front of the
+    /// remaining components (an absolute one restarting from the root), and `..` steps back
+    /// along the directories actually entered, never above the root. With `create`, a missing
+    /// component becomes a directory (see [`make_implicit_dir`]); without, it ends the walk
+    /// with `Ok(None)`, as does a non-directory.
+    ///
+    /// A missing component directly followed by `..` is dropped with it rather than created:
+    /// containerd's `RootPath` cleans symlink targets lexically, so `up/../../etc` there means
+    /// `etc` whether or not `up` exists (HardlinkRelativeUpAndOut), and creating `up` would
+    /// leave a stray directory.
+    ///
+    /// Only ever reached when `RESOLVE_IN_ROOT` could not resolve the path, so it handles
+    /// symlinks to paths that do not exist yet (`var/run -> /run` with no `/run`), which the
+    /// kernel cannot create through.
+    fn walk(
+        &self,
+        path: &[u8],
+        create: Option<Option<(Uid, Gid)>>,
+    ) -> Result<Option<OwnedFd>, EntryError> {
+        let mut todo: VecDeque<Vec<u8>> = components(path).map(<[u8]>::to_vec).collect();
+        let mut entered: Vec<Vec<u8>> = Vec::new();
+        let mut cur = self.reopen(&entered)?;
+        let mut hops = 0;
+        while let Some(comp) = todo.pop_front() {
+            if comp == b".." {
+                if entered.pop().is_some() {
+                    cur = self.reopen(&entered)?;
+                }
+                continue;
+            }
+            let meta = fs_change::sys::stat_at(cur.as_fd(), &comp)
+                .map_err(|e| EntryError::io("statx", e))?;
+            match meta.map(|m| m.file_type()) {
+                Some(FileType::Dir) => {
+                    cur = rustix::fs::openat(
+                        cur.as_fd(),
+                        &*comp,
+                        PATH_DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| EntryError::io("openat", e))?;
+                    entered.push(comp);
+                }
+                Some(FileType::Symlink) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINKS {
+                        return Err(EntryError::io("resolve", Errno::LOOP));
+                    }
+                    let target = fs_change::sys::read_link_at(cur.as_fd(), &comp)
+                        .map_err(|e| EntryError::io("readlinkat", e))?;
+                    if target.starts_with(b"/") {
+                        entered.clear();
+                        cur = self.reopen(&entered)?;
+                    }
+                    for part in components(&target).rev() {
+                        todo.push_front(part.to_vec());
+                    }
+                }
+                Some(_) => match create {
+                    Some(_) => return Err(EntryError::ParentNotDirectory),
+                    None => return Ok(None),
+                },
+                None if todo.front().is_some_and(|next| next == b"..") => {
+                    todo.pop_front();
+                }
+                None => match create {
+                    Some(owner) => {
+                        cur = make_implicit_dir(cur.as_fd(), &comp, owner)?;
+                        entered.push(comp);
+                    }
+                    None => return Ok(None),
+                },
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    /// Opens the directory reached by `entered` (real directories only, no symlinks) from the
+    /// root: `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`.
+    fn reopen(&self, entered: &[Vec<u8>]) -> Result<OwnedFd, EntryError> {
+        let path = entered.join(&b'/');
+        let path: &[u8] = if path.is_empty() { b"." } else { &path };
+        rustix::fs::openat2(
+            self.root.fd(),
+            path,
+            PATH_DIR | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| EntryError::io("openat2", e))
+    }
+}
+
+/// The components of a path or link target that matter: no empty ones, no `.`.
+fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
+/// `mkdirat(dir, name, 0755)` for a parent the layer did not list, then `fchown` to `owner`
+/// and `fchmod` 0755 (so neither the umask nor a setgid parent decides the result).
+fn make_implicit_dir(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    owner: Option<(Uid, Gid)>,
+) -> Result<OwnedFd, EntryError> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) => {}
+        // Resolution said ENOENT but the name exists: a symlink to nowhere.
+        Err(Errno::EXIST) => return Err(EntryError::ParentNotDirectory),
+        Err(e) => return Err(EntryError::io("mkdirat", e)),
+    }
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        READ_DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| EntryError::io("openat", e))?;
+    if let Some((uid, gid)) = owner {
+        rustix::fs::fchown(&fd, Some(uid), Some(gid)).map_err(|e| EntryError::io("fchown", e))?;
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(|e| EntryError::io("fchmod", e))?;
+    Ok(fd)
+}
+
+/// Reopens a directory held as an `O_PATH` fd for reading (listing, `fsetxattr`):
+/// `openat(dir, ".", O_RDONLY|O_DIRECTORY)`.
+///
+/// # Errors
+/// The open failing (`EACCES` on a directory the caller cannot read).
+pub(crate) fn readable(dir: BorrowedFd<'_>) -> Result<OwnedFd, EntryError> {
+    rustix::fs::openat(dir, ".", READ_DIR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| EntryError::io("openat", e))
+}

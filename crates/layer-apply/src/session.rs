@@ -1,0 +1,300 @@
+//! One apply in progress: what each entry becomes, in stream order, and the directory times
+//! set once every entry is in.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+
+use rustix::fs::{AtFlags, FileType, Gid, Timestamps, Uid, XattrFlags};
+use tar::EntryType;
+
+use crate::error::{ApplyError, EntryError};
+use crate::header::EntryMeta;
+use crate::name::{classify, CleanName, Whiteout};
+use crate::opaque::Written;
+use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrPolicy};
+use crate::remove::remove_all;
+use crate::rooted::{readable, Rooted};
+use crate::stats::ApplyStats;
+use crate::write::{self, Failed};
+use crate::xattr;
+
+/// Size of the buffer regular file data is copied through.
+const COPY_BUFFER: usize = 128 * 1024;
+
+/// The options an apply runs with (copied out of [`crate::Applier`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    pub overlay: Option<OverlayWhiteouts>,
+    pub xattrs: XattrPolicy,
+    pub trusted: TrustedXattrs,
+    pub preserve_owner: bool,
+}
+
+/// The state of one apply.
+#[derive(Debug)]
+pub(crate) struct Session {
+    opts: Options,
+    root: Rooted,
+    stats: ApplyStats,
+    /// Paths written so far, for opaque markers (plain form only: overlay form never clears).
+    written: Option<Written>,
+    /// Directories whose times are set after the last entry, in stream order (later wins).
+    dir_times: Vec<(CleanName, Timestamps)>,
+    buf: Vec<u8>,
+}
+
+impl Session {
+    pub(crate) fn new(opts: Options, root: Rooted) -> Session {
+        Session {
+            written: opts.overlay.is_none().then(Written::default),
+            opts,
+            root,
+            stats: ApplyStats::default(),
+            dir_times: Vec::new(),
+            buf: vec![0; COPY_BUFFER],
+        }
+    }
+
+    /// Entries applied so far.
+    pub(crate) fn applied(&self) -> u64 {
+        self.stats.entries()
+    }
+
+    /// Applies one entry of the stream.
+    ///
+    /// # Errors
+    /// [`ApplyError::Entry`] when the entry is refused or cannot be written;
+    /// [`ApplyError::Stream`] when its data cannot be read.
+    pub(crate) fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), ApplyError> {
+        let raw = entry.path_bytes().into_owned();
+        match self.entry_inner(&raw, entry) {
+            Ok(()) => Ok(()),
+            Err(Failed::Entry(cause)) => Err(ApplyError::Entry {
+                path: raw,
+                applied: self.applied(),
+                cause,
+            }),
+            Err(Failed::Read(source)) => Err(ApplyError::Stream {
+                path: Some(raw),
+                applied: self.applied(),
+                source,
+            }),
+        }
+    }
+
+    fn entry_inner<R: Read>(
+        &mut self,
+        raw: &[u8],
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), Failed> {
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
+            // Global PAX headers carry nothing we apply; the others only reach us when their
+            // header has no ustar/GNU magic, so the reader did not fold them into an entry.
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let name = CleanName::new(raw)?;
+        if name.is_root() {
+            // containerd ignores entries that resolve to the root (`./`, `..`, `a/..`).
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let meta = EntryMeta::read(entry)?;
+        match classify(name.base())? {
+            Whiteout::AufsMeta => self.stats.skipped += 1,
+            Whiteout::Opaque => self.opaque(name.parent())?,
+            Whiteout::Remove(target) => self.whiteout(name.parent(), target, &meta)?,
+            Whiteout::None => {
+                self.write(&name, kind, &meta, entry)?;
+                if let Some(written) = &mut self.written {
+                    written.insert(name.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner given to parent directories the layer does not list: root, when owners are kept.
+    fn implicit_owner(&self) -> Option<(Uid, Gid)> {
+        self.opts.preserve_owner.then_some((Uid::ROOT, Gid::ROOT))
+    }
+
+    /// `DIR/.wh..wh..opq`.
+    fn opaque(&mut self, dir: &[u8]) -> Result<(), EntryError> {
+        match self.opts.overlay {
+            Some(form) => {
+                let fd = self.root.parent_dir(dir, self.implicit_owner())?;
+                let fd = readable(fd.as_fd())?;
+                rustix::fs::fsetxattr(
+                    &fd,
+                    form.namespace.opaque_xattr(),
+                    b"y",
+                    XattrFlags::empty(),
+                )
+                .map_err(|e| EntryError::io("fsetxattr", e))?;
+            }
+            None => {
+                if let Some(written) = &self.written {
+                    written.clear(&self.root, dir)?;
+                }
+            }
+        }
+        self.stats.opaque_dirs += 1;
+        Ok(())
+    }
+
+    /// `DIR/.wh.NAME`: removes `NAME` (a symlink itself, never what it points to), or in
+    /// overlay form writes a 0/0 character device there.
+    ///
+    /// `DIR` is resolved in the root, following symlinks as containerd's `RootPath` does
+    /// (WhiteoutSymlinkPath); when it does not exist the whiteout has nothing to hide
+    /// (WhiteoutDeadSymlinkParent).
+    fn whiteout(&mut self, dir: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), EntryError> {
+        match self.opts.overlay {
+            Some(_) => {
+                let fd = self.root.parent_dir(dir, self.implicit_owner())?;
+                write::special(
+                    fd.as_fd(),
+                    target,
+                    FileType::CharacterDevice,
+                    0,
+                    rustix::fs::makedev(0, 0),
+                )?;
+                if self.opts.preserve_owner {
+                    write::chown_at(fd.as_fd(), target, meta.uid, meta.gid)?;
+                }
+            }
+            None => {
+                if let Some(fd) = self.root.existing_dir(dir)? {
+                    remove_all(fd.as_fd(), target)?;
+                }
+            }
+        }
+        self.stats.whiteouts += 1;
+        Ok(())
+    }
+
+    /// Writes an ordinary entry.
+    fn write<R: Read>(
+        &mut self,
+        name: &CleanName,
+        kind: EntryType,
+        meta: &EntryMeta,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), Failed> {
+        // Decide on every xattr before anything is written, so a refused entry leaves no trace.
+        let xattrs = xattr::select(&meta.xattrs, self.opts.xattrs, self.opts.trusted)?;
+        let owner = self.opts.preserve_owner;
+        let dir = self.root.parent_dir(name.parent(), self.implicit_owner())?;
+        let dir = dir.as_fd();
+        let base = name.base();
+        let stats = &mut self.stats;
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let size = entry.size();
+                let file = write::regular(dir, base, entry, size, &mut self.buf)?;
+                write::finish_fd(file.as_fd(), meta, owner, &xattrs, true, stats)?;
+                stats.regular += 1;
+                stats.bytes_written += size;
+            }
+            EntryType::Directory => {
+                let (fd, existed) = write::directory(dir, base)?;
+                write::finish_fd(fd.as_fd(), meta, owner, &xattrs, false, stats)?;
+                if existed {
+                    xattr::remove_stale(fd.as_fd(), self.opts.xattrs, &xattrs)?;
+                }
+                self.dir_times.push((name.clone(), meta.times.clone()));
+                stats.directories += 1;
+            }
+            EntryType::Symlink => {
+                let target = entry.link_name_bytes().unwrap_or_default();
+                if target.contains(&0) {
+                    return Err(EntryError::NulInName.into());
+                }
+                write::symlink(dir, base, &target)?;
+                write::finish_at(dir, base, meta, owner, &xattrs, true, stats)?;
+                stats.symlinks += 1;
+            }
+            EntryType::Link => {
+                // Hardlinks share the target's inode: its owner, mode and times came with the
+                // target's own entry, so nothing is applied here. Applying them would also
+                // reach through a link to a symlink (HardlinkSymlinkChmod).
+                let raw_target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                let missing = || EntryError::LinkTarget {
+                    target: raw_target.clone(),
+                };
+                let target = CleanName::new(&raw_target)?;
+                if target.is_root() {
+                    return Err(missing().into());
+                }
+                let target_dir = self
+                    .root
+                    .existing_dir(target.parent())?
+                    .ok_or_else(missing)?;
+                if !write::hardlink(target_dir.as_fd(), target.base(), dir, base)? {
+                    return Err(missing().into());
+                }
+                stats.hardlinks += 1;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let file_type = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                let dev = rustix::fs::makedev(meta.device.0, meta.device.1);
+                write::special(dir, base, file_type, meta.mode, dev)?;
+                write::finish_at(dir, base, meta, owner, &xattrs, false, stats)?;
+                match kind {
+                    EntryType::Char => stats.char_devices += 1,
+                    EntryType::Block => stats.block_devices += 1,
+                    _ => stats.fifos += 1,
+                }
+            }
+            other => {
+                return Err(EntryError::UnsupportedType {
+                    typeflag: other.as_byte(),
+                }
+                .into())
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets every listed directory's times, now that nothing more is written into them
+    /// (`utimensat(AT_SYMLINK_NOFOLLOW)`, after checking the name is still a directory).
+    ///
+    /// # Errors
+    /// [`ApplyError::Entry`] naming the directory.
+    pub(crate) fn finish(mut self) -> Result<ApplyStats, ApplyError> {
+        let applied = self.applied();
+        for (name, times) in std::mem::take(&mut self.dir_times) {
+            let fail = |cause| ApplyError::Entry {
+                path: name.path().to_vec(),
+                applied,
+                cause,
+            };
+            let Some(dir) = self.root.existing_dir(name.parent()).map_err(fail)? else {
+                continue;
+            };
+            let is_dir = fs_change::sys::stat_at(dir.as_fd(), name.base())
+                .map_err(|e| fail(EntryError::io("statx", e)))?
+                .is_some_and(|m| m.is_dir());
+            if is_dir {
+                rustix::fs::utimensat(dir.as_fd(), name.base(), &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| fail(EntryError::io("utimensat", e)))?;
+            }
+        }
+        Ok(self.stats)
+    }
+}
