@@ -118,6 +118,10 @@ fn absent(e: Errno) -> bool {
 /// `lgetxattr` of one attribute of `name` inside `dir` (`name` empty: `dir` itself).
 /// `Ok(None)` when the attribute is absent or the filesystem has no xattrs.
 pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &[u8], attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+    if name.is_empty() {
+        // `/proc/self/fd/N` is a magic link: l*xattr would read the link, not the directory.
+        return get_xattr_fd(dir, attr);
+    }
     let path = proc_path(dir, name);
     let mut small = [0u8; 256];
     match rustix::fs::lgetxattr(&path, attr, &mut small[..]) {
@@ -178,8 +182,15 @@ pub fn get_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<Option<Vec<u8
 /// sorted by name. Attributes that vanish between the two calls are left out.
 pub fn list_xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Xattrs> {
     let path = proc_path(dir, name);
+    // With an empty name the path is the magic link itself: follow it to the directory.
+    let follow = name.is_empty();
     let names = loop {
-        let size = match rustix::fs::llistxattr_query(&path) {
+        let queried = if follow {
+            rustix::fs::listxattr_query(&path)
+        } else {
+            rustix::fs::llistxattr_query(&path)
+        };
+        let size = match queried {
             Ok(n) => n,
             Err(Errno::NOTSUP) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -188,7 +199,12 @@ pub fn list_xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Xattrs> {
             return Ok(Vec::new());
         }
         let mut buf = vec![0u8; size];
-        match rustix::fs::llistxattr(&path, &mut buf[..]) {
+        let listed = if follow {
+            rustix::fs::listxattr(&path, &mut buf[..])
+        } else {
+            rustix::fs::llistxattr(&path, &mut buf[..])
+        };
+        match listed {
             Ok(n) => {
                 buf.truncate(n);
                 break buf;

@@ -1,0 +1,330 @@
+//! [`LayerOutput`]: the streaming stage between the tar writer and the blob's destination.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use sha2::{Digest as _, Sha256};
+
+use super::digest::{Descriptor, Digest};
+use super::gzip::{self, GzipEncoder, BLOCK_SIZE};
+use super::{Compression, OutputError};
+
+/// Options for a [`LayerOutput`]; [`OutputBuilder::build`] starts it.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputBuilder {
+    compression: Compression,
+    threads: usize,
+}
+
+impl OutputBuilder {
+    /// Options for an output with `compression`, serial until [`OutputBuilder::threads`]
+    /// says otherwise.
+    pub fn new(compression: Compression) -> OutputBuilder {
+        OutputBuilder {
+            compression,
+            threads: 1,
+        }
+    }
+
+    /// Threads to compress and hash on. `1` (the default) spawns no thread of ours: gzip and
+    /// hashing run on the writing thread. `0` means one per available core. More threads
+    /// never change the output bytes.
+    pub fn threads(mut self, threads: usize) -> OutputBuilder {
+        self.threads = threads;
+        self
+    }
+
+    /// Starts the output: validates the level, writes the gzip header, spawns the threads.
+    ///
+    /// # Errors
+    /// An out-of-range level, a thread that cannot be spawned, a failed header write, or a
+    /// zstd context that cannot be set up.
+    pub fn build<W: Write>(self, inner: W) -> Result<LayerOutput<W>, OutputError> {
+        self.compression.validate()?;
+        let threads = match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let hashed = |inner| Sink {
+            inner,
+            hasher: Some(Sha256::new()),
+            size: 0,
+        };
+        let backend = match self.compression {
+            Compression::None => Backend::Plain(Sink {
+                inner,
+                hasher: None,
+                size: 0,
+            }),
+            Compression::Gzip { level } => {
+                let mut sink = hashed(inner);
+                sink.write_all(&gzip::header(level))
+                    .map_err(OutputError::Write)?;
+                Backend::Gzip {
+                    sink,
+                    gz: GzipEncoder::new(level, threads)?,
+                }
+            }
+            Compression::Zstd { level } => {
+                let mut enc = zstd::stream::write::Encoder::new(hashed(inner), level)
+                    .map_err(OutputError::Zstd)?;
+                // libzstd's multithreaded frames differ from its single-threaded ones but not
+                // between worker counts: always use the former so digests never depend on
+                // `threads`.
+                enc.multithread(threads as u32).map_err(OutputError::Zstd)?;
+                enc.include_checksum(true).map_err(OutputError::Zstd)?;
+                Backend::Zstd(enc)
+            }
+        };
+        let diff = if threads > 1 {
+            DiffHasher::spawn()?
+        } else {
+            DiffHasher::Inline(Sha256::new())
+        };
+        Ok(LayerOutput {
+            backend,
+            diff,
+            block: Vec::with_capacity(BLOCK_SIZE),
+            uncompressed: 0,
+            compression: self.compression,
+            threads,
+            failed: None,
+        })
+    }
+}
+
+/// Counts and hashes what reaches the destination.
+struct Sink<W> {
+    inner: W,
+    hasher: Option<Sha256>,
+    size: u64,
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Backend<W: Write> {
+    Plain(Sink<W>),
+    Gzip { sink: Sink<W>, gz: GzipEncoder },
+    Zstd(zstd::stream::write::Encoder<'static, Sink<W>>),
+}
+
+/// The diffID hash: inline, or on its own thread fed with the blocks.
+enum DiffHasher {
+    Inline(Sha256),
+    Thread {
+        blocks: Option<Sender<Arc<Vec<u8>>>>,
+        handle: Option<JoinHandle<[u8; 32]>>,
+    },
+}
+
+impl DiffHasher {
+    fn spawn() -> Result<DiffHasher, OutputError> {
+        let (tx, rx) = crossbeam_channel::bounded::<Arc<Vec<u8>>>(16);
+        let handle = std::thread::Builder::new()
+            .name("ovdiff-diffid".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for block in rx {
+                    h.update(&block[..]);
+                }
+                h.finalize().into()
+            })
+            .map_err(OutputError::Spawn)?;
+        Ok(DiffHasher::Thread {
+            blocks: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    fn update(&mut self, block: &Arc<Vec<u8>>) -> Result<(), OutputError> {
+        match self {
+            DiffHasher::Inline(h) => {
+                h.update(&block[..]);
+                Ok(())
+            }
+            DiffHasher::Thread { blocks, .. } => blocks
+                .as_ref()
+                .ok_or(OutputError::WorkerLost)?
+                .send(block.clone())
+                .map_err(|_| OutputError::WorkerLost),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Digest, OutputError> {
+        match self {
+            DiffHasher::Inline(h) => Ok(Digest::from_bytes(h.clone().finalize().into())),
+            DiffHasher::Thread { blocks, handle } => {
+                blocks.take();
+                let handle = handle.take().ok_or(OutputError::WorkerLost)?;
+                let bytes = handle.join().map_err(|_| OutputError::WorkerLost)?;
+                Ok(Digest::from_bytes(bytes))
+            }
+        }
+    }
+}
+
+impl Drop for DiffHasher {
+    fn drop(&mut self) {
+        if let DiffHasher::Thread { blocks, handle } = self {
+            blocks.take();
+            if let Some(h) = handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// A [`Write`] that compresses a layer tar and computes its digests on the way to `W`.
+///
+/// Bytes are cut into fixed blocks, so the output never depends on how the writes were
+/// split. [`Write::flush`] passes on what is already compressed but does not force the
+/// partial block out (that would change the bytes). Call [`LayerOutput::finish`] at the end:
+/// dropping the output instead leaves an incomplete blob.
+pub struct LayerOutput<W: Write> {
+    backend: Backend<W>,
+    diff: DiffHasher,
+    block: Vec<u8>,
+    uncompressed: u64,
+    compression: Compression,
+    threads: usize,
+    failed: Option<String>,
+}
+
+impl<W: Write> fmt::Debug for LayerOutput<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerOutput")
+            .field("compression", &self.compression)
+            .field("threads", &self.threads)
+            .field("uncompressed", &self.uncompressed)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> LayerOutput<W> {
+    /// A serial output (no threads of ours) writing to `inner`.
+    ///
+    /// # Errors
+    /// As [`OutputBuilder::build`].
+    pub fn new(inner: W, compression: Compression) -> Result<LayerOutput<W>, OutputError> {
+        OutputBuilder::new(compression).build(inner)
+    }
+
+    /// Uncompressed bytes written so far.
+    pub fn uncompressed_len(&self) -> u64 {
+        self.uncompressed
+    }
+
+    /// Ends the stream (last block, gzip trailer or zstd epilogue), flushes `W`, and returns
+    /// the descriptor.
+    ///
+    /// # Errors
+    /// Any failure while compressing or writing, including one from an earlier `write`.
+    pub fn finish(self) -> Result<Descriptor, OutputError> {
+        self.finish_into_inner().map(|(d, _)| d)
+    }
+
+    /// As [`LayerOutput::finish`], also handing back the destination.
+    ///
+    /// # Errors
+    /// As [`LayerOutput::finish`].
+    pub fn finish_into_inner(mut self) -> Result<(Descriptor, W), OutputError> {
+        if let Some(why) = self.failed.take() {
+            return Err(OutputError::Failed(why));
+        }
+        self.dispatch(true)?;
+        let diff_id = self.diff.finish()?;
+        let mut sink = match self.backend {
+            Backend::Plain(sink) => sink,
+            Backend::Gzip { mut sink, gz } => {
+                sink.write_all(&gzip::trailer(gz.crc(), self.uncompressed))
+                    .map_err(OutputError::Write)?;
+                sink
+            }
+            Backend::Zstd(enc) => enc.finish().map_err(OutputError::Zstd)?,
+        };
+        sink.flush().map_err(OutputError::Write)?;
+        let digest = match sink.hasher {
+            Some(h) => Digest::from_bytes(h.finalize().into()),
+            None => diff_id,
+        };
+        let desc = Descriptor {
+            media_type: self.compression.media_type(),
+            digest,
+            size: sink.size,
+            diff_id,
+            uncompressed_size: self.uncompressed,
+        };
+        Ok((desc, sink.inner))
+    }
+
+    /// Hands the buffered block to the hash and the compressor.
+    fn dispatch(&mut self, last: bool) -> Result<(), OutputError> {
+        let data = Arc::new(std::mem::replace(
+            &mut self.block,
+            Vec::with_capacity(if last { 0 } else { BLOCK_SIZE }),
+        ));
+        if !data.is_empty() {
+            self.diff.update(&data)?;
+        }
+        match &mut self.backend {
+            Backend::Plain(sink) => sink.write_all(&data).map_err(OutputError::Write),
+            Backend::Gzip { sink, gz } => gz.push(data, last, &mut |bytes| {
+                sink.write_all(bytes).map_err(OutputError::Write)
+            }),
+            Backend::Zstd(enc) => enc.write_all(&data).map_err(OutputError::Zstd),
+        }
+    }
+
+    fn fail(&mut self, e: OutputError) -> io::Error {
+        self.failed = Some(e.to_string());
+        e.into()
+    }
+}
+
+impl<W: Write> Write for LayerOutput<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(why) = &self.failed {
+            return Err(OutputError::Failed(why.clone()).into());
+        }
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let take = (BLOCK_SIZE - self.block.len()).min(rest.len());
+            self.block.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.block.len() == BLOCK_SIZE {
+                if let Err(e) = self.dispatch(false) {
+                    return Err(self.fail(e));
+                }
+            }
+        }
+        self.uncompressed += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(OutputError::Failed(why.clone()).into());
+        }
+        match &mut self.backend {
+            Backend::Plain(sink) | Backend::Gzip { sink, .. } => sink.flush(),
+            Backend::Zstd(enc) => enc.get_mut().flush(),
+        }
+    }
+}
