@@ -1,7 +1,411 @@
-//! Placeholder until the crate's benchmark lands.
-use criterion::{criterion_group, criterion_main, Criterion};
+//! The overlay differ against the naive differ, on the same (base, change) pair.
+//!
+//! - `pair`: a generated base of `OVDIFF_BENCH_FILES` entries (100k) with a synthetic upperdir
+//!   touching `OVDIFF_BENCH_PCT` percent of them (1%: whiteouts, modified copy-ups, unchanged
+//!   copy-ups, new files). Overlay serial and parallel vs naive (base vs the merged tree, built
+//!   by applying the overlay's own changes to a copy of the base) serial and parallel.
+//! - `growth`: the same upperdir over a base of `OVDIFF_BENCH_SMALL` (30k) and over that base
+//!   grown to `OVDIFF_BENCH_BIG` (300k): the overlay cost must not follow the base.
+//! - `wide_upper`: an upperdir of `OVDIFF_BENCH_UPPER` (50k) entries (a `chown -R`-style copy-up
+//!   storm plus edits), serial vs parallel.
+//!
+//! Trees are cached under `OVDIFF_BENCH_DIR` (default `$TMPDIR/ovdiff-bench`), keyed by their
+//! sizes, so reruns skip generation. `OVDIFF_BENCH_QUICK=1` shrinks everything tenfold. After
+//! criterion's own output, a summary table with medians, per-entry costs and ratios is printed.
 
-fn nothing(_c: &mut Criterion) {}
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-criterion_group!(benches, nothing);
-criterion_main!(benches);
+use criterion::Criterion;
+use fs_change::{Change, ChangeSink, DirTree, SinkError, Tree, TreeDir};
+use naive_diff::NaiveDiff;
+use treegen::{apply_changes, snapshot_copy, GenSpec, SizeMix, TreeBuilder};
+use upperdir_walk::{Index, OverlayDiff, WalkStats};
+
+/// Counts changes; the cheapest sink, so the differ is what is measured.
+#[derive(Debug, Default)]
+struct Count(u64);
+
+impl ChangeSink for Count {
+    fn push(&mut self, _change: Change) -> Result<(), SinkError> {
+        self.0 += 1;
+        Ok(())
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    let quick = std::env::var_os("OVDIFF_BENCH_QUICK").is_some();
+    let v = std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    if quick && std::env::var_os(name).is_none() {
+        (v / 10).max(100)
+    } else {
+        v
+    }
+}
+
+struct Sizes {
+    files: usize,
+    pct: usize,
+    small: usize,
+    big: usize,
+    upper: usize,
+}
+
+impl Sizes {
+    fn from_env() -> Sizes {
+        Sizes {
+            files: env_usize("OVDIFF_BENCH_FILES", 100_000),
+            pct: std::env::var("OVDIFF_BENCH_PCT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            small: env_usize("OVDIFF_BENCH_SMALL", 30_000),
+            big: env_usize("OVDIFF_BENCH_BIG", 300_000),
+            upper: env_usize("OVDIFF_BENCH_UPPER", 50_000),
+        }
+    }
+}
+
+fn bench_dir() -> PathBuf {
+    std::env::var_os("OVDIFF_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("ovdiff-bench"))
+}
+
+/// Runs `make` into `dir` unless a previous run completed it.
+fn cached(dir: &Path, make: impl FnOnce(&Path)) {
+    let done = dir.with_extension("complete");
+    if done.exists() {
+        return;
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).expect("clear stale bench tree");
+    }
+    let started = Instant::now();
+    make(dir);
+    std::fs::write(&done, b"").expect("mark complete");
+    eprintln!(
+        "generated {} in {:.1} s",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn gen_base(dir: &Path, seed: u64, files: usize) {
+    cached(dir, |d| {
+        GenSpec::new(seed)
+            .files(files)
+            .max_depth(6)
+            .sizes(SizeMix::Tiny)
+            .generate(d)
+            .expect("generate base");
+    });
+}
+
+/// Every non-directory of `tree`, in walk order, with its metadata.
+fn entries(tree: &DirTree) -> Vec<(Vec<u8>, fs_change::Meta)> {
+    let mut out = Vec::new();
+    let mut stack = vec![Vec::new()];
+    while let Some(path) = stack.pop() {
+        let dir = tree.open_dir(&path).expect("open").expect("dir");
+        for e in dir.list().expect("list") {
+            let meta = dir.stat(&e.name).expect("stat").expect("exists");
+            let child = fs_change::order::join(&path, &e.name);
+            if meta.is_dir() {
+                stack.push(child);
+            } else {
+                out.push((child, meta));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// An upperdir over `base` touching every `step`-th non-directory: a whiteout, a modified
+/// copy-up, an unchanged copy-up, or a new sibling, in turn. Copied-up parents keep the base
+/// directory's metadata, as copy-up does.
+fn synth_upper(base: &Path, upper: &Path, step: usize) {
+    cached(upper, |u| {
+        let tree = DirTree::open(base).expect("base");
+        let mut b = TreeBuilder::new(u);
+        let mut parents = std::collections::BTreeSet::new();
+        for (i, (path, meta)) in entries(&tree).into_iter().enumerate().step_by(step) {
+            let mut p = fs_change::order::split_parent(&path).0.to_vec();
+            while !p.is_empty() && parents.insert(p.clone()) {
+                p = fs_change::order::split_parent(&p).0.to_vec();
+            }
+            let regular = meta.file_type() == fs_change::FileType::Regular;
+            b = match (i / step) % 4 {
+                1 if regular => b
+                    .file(&path, b"modified by the container\n", meta.permissions())
+                    .chown(&path, meta.uid, meta.gid),
+                2 if regular => {
+                    let data = std::fs::read(base.join(std::ffi::OsStr::from_bytes(&path)))
+                        .expect("read base file");
+                    b.file(&path, data, meta.permissions())
+                        .chown(&path, meta.uid, meta.gid)
+                        .mtime(&path, meta.mtime, meta.mtime_nsec)
+                }
+                3 => {
+                    let mut new = path.clone();
+                    new.extend_from_slice(b".new");
+                    b.file(new, b"new file\n", 0o644)
+                }
+                _ => b.whiteout(&path),
+            };
+        }
+        for dir in parents {
+            let (parent, name) = fs_change::order::split_parent(&dir);
+            let pdir = tree.open_dir(parent).expect("open").expect("dir");
+            let m = pdir.stat(name).expect("stat").expect("exists");
+            b = b
+                .dir(&dir, m.permissions())
+                .chown(&dir, m.uid, m.gid)
+                .mtime(&dir, m.mtime, m.mtime_nsec);
+        }
+        b.build().expect("build upper");
+    });
+}
+
+fn overlay(upper: &DirTree, base: &DirTree, threads: usize) -> WalkStats {
+    let mut sink = Count::default();
+    OverlayDiff::new(upper, base)
+        .index(Index::Off)
+        .threads(threads)
+        .run(&mut sink)
+        .expect("overlay diff")
+}
+
+fn naive(base: &DirTree, merged: &DirTree, threads: usize) -> u64 {
+    let mut sink = Count::default();
+    NaiveDiff::new(base, merged)
+        .threads(threads)
+        .run(&mut sink)
+        .expect("naive diff");
+    sink.0
+}
+
+/// The merged tree of `upper` over `base`: a copy of the base with the overlay's changes
+/// applied (what the kernel-backed property test proves equal to the kernel's merged view).
+fn merged_tree(base: &Path, upper: &Path, merged: &Path) {
+    cached(merged, |m| {
+        let (u, b) = (
+            DirTree::open(upper).expect("upper"),
+            DirTree::open(base).expect("base"),
+        );
+        let mut changes: Vec<Change> = Vec::new();
+        OverlayDiff::new(&u, &b).run(&mut changes).expect("diff");
+        snapshot_copy(base, m).expect("copy base");
+        apply_changes(m, &changes).expect("apply");
+    });
+}
+
+fn median(mut f: impl FnMut(), runs: usize) -> Duration {
+    f(); // warm the page cache and dentries
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let sizes = Sizes::from_env();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let root = bench_dir();
+    std::fs::create_dir_all(&root).expect("bench dir");
+    let step = (100 / sizes.pct.max(1)).max(1);
+
+    // The main pair.
+    let base = root.join(format!("base-{}", sizes.files));
+    gen_base(&base, 11, sizes.files);
+    let upper = root.join(format!("upper-{}-{}pct", sizes.files, sizes.pct));
+    synth_upper(&base, &upper, step);
+    let merged = root.join(format!("merged-{}-{}pct", sizes.files, sizes.pct));
+    merged_tree(&base, &upper, &merged);
+    // Growth: the same upperdir over a small base and over it grown tenfold.
+    let small = root.join(format!("small-{}", sizes.small));
+    gen_base(&small, 23, sizes.small);
+    let grown = root.join(format!("grown-{}-{}", sizes.small, sizes.big));
+    cached(&grown, |g| {
+        snapshot_copy(&small, g).expect("copy small base");
+        GenSpec::new(29)
+            .files(sizes.big.saturating_sub(sizes.small))
+            .max_depth(6)
+            .sizes(SizeMix::Tiny)
+            .generate(g.join("zz-grown"))
+            .expect("grow base");
+    });
+    let small_upper = root.join(format!("upper-small-{}-{}pct", sizes.small, sizes.pct));
+    synth_upper(&small, &small_upper, step);
+    // A wide upperdir: every entry of a base copied up, one in ten edited.
+    let wide_base = root.join(format!("wide-base-{}", sizes.upper));
+    gen_base(&wide_base, 37, sizes.upper);
+    let wide_upper = root.join(format!("wide-upper-{}", sizes.upper));
+    cached(&wide_upper, |w| {
+        snapshot_copy(&wide_base, w).expect("copy-up storm");
+        let tree = DirTree::open(w).expect("wide upper");
+        let mut b = TreeBuilder::new(w);
+        for (path, meta) in entries(&tree).into_iter().step_by(10) {
+            if meta.file_type() == fs_change::FileType::Regular {
+                b = b.file(&path, b"edited\n", meta.permissions());
+            }
+        }
+        b.build().expect("edit wide upper");
+    });
+
+    let open = |p: &Path| DirTree::open(p).expect("open tree");
+    let (base_t, upper_t, merged_t) = (open(&base), open(&upper), open(&merged));
+    let (small_t, grown_t, small_upper_t) = (open(&small), open(&grown), open(&small_upper));
+    let (wide_base_t, wide_upper_t) = (open(&wide_base), open(&wide_upper));
+
+    let mut c = Criterion::default().configure_from_args();
+    {
+        let mut g = c.benchmark_group(format!("pair-{}-{}pct", sizes.files, sizes.pct));
+        g.sample_size(10).measurement_time(Duration::from_secs(6));
+        g.bench_function("overlay-serial", |b| {
+            b.iter(|| overlay(&upper_t, &base_t, 1))
+        });
+        g.bench_function("overlay-parallel", |b| {
+            b.iter(|| overlay(&upper_t, &base_t, threads))
+        });
+        g.bench_function("naive-serial", |b| b.iter(|| naive(&base_t, &merged_t, 1)));
+        g.bench_function("naive-parallel", |b| {
+            b.iter(|| naive(&base_t, &merged_t, threads))
+        });
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("growth");
+        g.sample_size(20).measurement_time(Duration::from_secs(4));
+        g.bench_function(format!("overlay-base-{}", sizes.small), |b| {
+            b.iter(|| overlay(&small_upper_t, &small_t, 1))
+        });
+        g.bench_function(format!("overlay-base-{}", sizes.big), |b| {
+            b.iter(|| overlay(&small_upper_t, &grown_t, 1))
+        });
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group(format!("wide-upper-{}", sizes.upper));
+        g.sample_size(10).measurement_time(Duration::from_secs(6));
+        g.bench_function("overlay-serial", |b| {
+            b.iter(|| overlay(&wide_upper_t, &wide_base_t, 1))
+        });
+        g.bench_function("overlay-parallel", |b| {
+            b.iter(|| overlay(&wide_upper_t, &wide_base_t, threads))
+        });
+        g.finish();
+    }
+    c.final_summary();
+
+    // Summary with ratios, from medians of our own runs.
+    let runs = 5;
+    let stats = overlay(&upper_t, &base_t, 1);
+    let o_ser = median(
+        || {
+            std::hint::black_box(overlay(&upper_t, &base_t, 1));
+        },
+        runs,
+    );
+    let o_par = median(
+        || {
+            std::hint::black_box(overlay(&upper_t, &base_t, threads));
+        },
+        runs,
+    );
+    let n_ser = median(
+        || {
+            std::hint::black_box(naive(&base_t, &merged_t, 1));
+        },
+        3,
+    );
+    let n_par = median(
+        || {
+            std::hint::black_box(naive(&base_t, &merged_t, threads));
+        },
+        3,
+    );
+    let g_small = median(
+        || {
+            std::hint::black_box(overlay(&small_upper_t, &small_t, 1));
+        },
+        runs,
+    );
+    let g_big = median(
+        || {
+            std::hint::black_box(overlay(&small_upper_t, &grown_t, 1));
+        },
+        runs,
+    );
+    let wide_stats = overlay(&wide_upper_t, &wide_base_t, 1);
+    let w_ser = median(
+        || {
+            std::hint::black_box(overlay(&wide_upper_t, &wide_base_t, 1));
+        },
+        3,
+    );
+    let w_par = median(
+        || {
+            std::hint::black_box(overlay(&wide_upper_t, &wide_base_t, threads));
+        },
+        3,
+    );
+    let per = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    println!("\n## overlay bench summary ({threads} threads)");
+    println!(
+        "pair: base {} entries, upperdir {} entries ({} changes)",
+        sizes.files,
+        stats.upper_entries,
+        stats.changes()
+    );
+    println!(
+        "  overlay serial   {:>10}  ({:.2} µs/upper entry)",
+        ms(o_ser),
+        per(o_ser, stats.upper_entries)
+    );
+    println!(
+        "  overlay parallel {:>10}  ({:.2} µs/upper entry)",
+        ms(o_par),
+        per(o_par, stats.upper_entries)
+    );
+    println!(
+        "  naive serial     {:>10}  → overlay serial is {:.0}× faster",
+        ms(n_ser),
+        n_ser.as_secs_f64() / o_ser.as_secs_f64()
+    );
+    println!(
+        "  naive parallel   {:>10}  → overlay parallel is {:.0}× faster",
+        ms(n_par),
+        n_par.as_secs_f64() / o_par.as_secs_f64()
+    );
+    println!(
+        "growth: same upperdir, base {} → {}: {} → {} ({:.2}×)",
+        sizes.small,
+        sizes.big,
+        ms(g_small),
+        ms(g_big),
+        g_big.as_secs_f64() / g_small.as_secs_f64()
+    );
+    println!(
+        "wide upperdir: {} entries: serial {} ({:.2} µs/entry), parallel {} → {:.2}×",
+        wide_stats.upper_entries,
+        ms(w_ser),
+        per(w_ser, wide_stats.upper_entries),
+        ms(w_par),
+        w_ser.as_secs_f64() / w_par.as_secs_f64()
+    );
+}

@@ -71,7 +71,7 @@ fn a_file_replaced_by_a_fifo_is_reported_not_blocked_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &dir.path().join("pipe"),
+        dir.path().join("pipe"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
