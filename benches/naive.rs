@@ -1,4 +1,5 @@
 //! The naive differ on a generated tree with 1% mutations, serial and parallel.
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //!
 //! Sizes: `OVDIFF_BENCH_FILES` (default 100000 files). Reports time per path compared
 //! (the union of both trees' entries). Warm cache: the trees are walked once before measuring.

@@ -10,7 +10,8 @@
 //!   storm plus edits), serial vs parallel.
 //!
 //! Trees are cached under `OVDIFF_BENCH_DIR` (default `$TMPDIR/ovdiff-bench`), keyed by their
-//! sizes, so reruns skip generation. `OVDIFF_BENCH_QUICK=1` shrinks everything tenfold. After
+//! sizes, so reruns skip generation (`OVDIFF_BENCH_GENERATE_ONLY=1` stops there).
+//! `OVDIFF_BENCH_QUICK=1` shrinks everything tenfold. After
 //! criterion's own output, a summary table with medians, per-entry costs and ratios is printed.
 
 use std::os::unix::ffi::OsStrExt;
@@ -152,8 +153,8 @@ fn synth_upper(base: &Path, upper: &Path, step: usize) {
                         .mtime(&path, meta.mtime, meta.mtime_nsec)
                 }
                 3 => {
-                    let mut new = path.clone();
-                    new.extend_from_slice(b".new");
+                    let parent = fs_change::order::split_parent(&path).0;
+                    let new = fs_change::order::join(parent, format!("new-{i}").as_bytes());
                     b.file(new, b"new file\n", 0o644)
                 }
                 _ => b.whiteout(&path),
@@ -205,17 +206,58 @@ fn merged_tree(base: &Path, upper: &Path, merged: &Path) {
     });
 }
 
-fn median(mut f: impl FnMut(), runs: usize) -> Duration {
+/// The best of `runs` timed runs after one warm-up: on a machine shared with other jobs the
+/// minimum is the figure least disturbed by them (criterion's estimates above show the spread).
+fn best(mut f: impl FnMut(), runs: usize) -> Duration {
     f(); // warm the page cache and dentries
-    let mut times: Vec<Duration> = (0..runs)
+    (0..runs)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed()
         })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+        .min()
+        .unwrap_or_default()
+}
+
+/// On-CPU time of the calling thread (`/proc/thread-self/schedstat`, first field, ns): for a
+/// serial run it measures the differ's own cost, whatever else the machine is doing.
+fn thread_cpu() -> Duration {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = text
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+/// Mean on-CPU time of a serial run (after one warm-up).
+fn cpu_per_run(mut f: impl FnMut(), runs: usize) -> Duration {
+    f();
+    let start = thread_cpu();
+    for _ in 0..runs {
+        f();
+    }
+    (thread_cpu() - start) / runs as u32
+}
+
+fn time_overlay(upper: &DirTree, base: &DirTree, threads: usize, runs: usize) -> Duration {
+    best(
+        || {
+            std::hint::black_box(overlay(upper, base, threads));
+        },
+        runs,
+    )
+}
+
+fn time_naive(base: &DirTree, merged: &DirTree, threads: usize, runs: usize) -> Duration {
+    best(
+        || {
+            std::hint::black_box(naive(base, merged, threads));
+        },
+        runs,
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -267,6 +309,9 @@ fn main() {
         b.build().expect("edit wide upper");
     });
 
+    if std::env::var_os("OVDIFF_BENCH_GENERATE_ONLY").is_some() {
+        return;
+    }
     let open = |p: &Path| DirTree::open(p).expect("open tree");
     let (base_t, upper_t, merged_t) = (open(&base), open(&upper), open(&merged));
     let (small_t, grown_t, small_upper_t) = (open(&small), open(&grown), open(&small_upper));
@@ -312,60 +357,52 @@ fn main() {
     }
     c.final_summary();
 
-    // Summary with ratios, from medians of our own runs.
-    let runs = 5;
+    // Summary with ratios, from the best of our own runs.
+    let runs = 15;
     let stats = overlay(&upper_t, &base_t, 1);
-    let o_ser = median(
+    let o_ser = time_overlay(&upper_t, &base_t, 1, runs);
+    let o_par = time_overlay(&upper_t, &base_t, threads, runs);
+    let n_ser = time_naive(&base_t, &merged_t, 1, 5);
+    let n_par = time_naive(&base_t, &merged_t, threads, 5);
+    let g_small = time_overlay(&small_upper_t, &small_t, 1, runs);
+    let g_big = time_overlay(&small_upper_t, &grown_t, 1, runs);
+    let wide_stats = overlay(&wide_upper_t, &wide_base_t, 1);
+    let w_ser = time_overlay(&wide_upper_t, &wide_base_t, 1, 5);
+    let w_par = time_overlay(&wide_upper_t, &wide_base_t, threads, 5);
+    let cpu_o = cpu_per_run(
         || {
             std::hint::black_box(overlay(&upper_t, &base_t, 1));
         },
         runs,
     );
-    let o_par = median(
-        || {
-            std::hint::black_box(overlay(&upper_t, &base_t, threads));
-        },
-        runs,
-    );
-    let n_ser = median(
+    let cpu_n = cpu_per_run(
         || {
             std::hint::black_box(naive(&base_t, &merged_t, 1));
         },
         3,
     );
-    let n_par = median(
-        || {
-            std::hint::black_box(naive(&base_t, &merged_t, threads));
-        },
-        3,
-    );
-    let g_small = median(
+    let cpu_small = cpu_per_run(
         || {
             std::hint::black_box(overlay(&small_upper_t, &small_t, 1));
         },
         runs,
     );
-    let g_big = median(
+    let cpu_big = cpu_per_run(
         || {
             std::hint::black_box(overlay(&small_upper_t, &grown_t, 1));
         },
         runs,
     );
-    let wide_stats = overlay(&wide_upper_t, &wide_base_t, 1);
-    let w_ser = median(
+    let cpu_w = cpu_per_run(
         || {
             std::hint::black_box(overlay(&wide_upper_t, &wide_base_t, 1));
         },
         3,
     );
-    let w_par = median(
-        || {
-            std::hint::black_box(overlay(&wide_upper_t, &wide_base_t, threads));
-        },
-        3,
-    );
     let per = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n.max(1) as f64;
-    println!("\n## overlay bench summary ({threads} threads)");
+    println!(
+        "\n## overlay bench summary ({threads} threads, best of {runs} runs; naive best of 5)"
+    );
     println!(
         "pair: base {} entries, upperdir {} entries ({} changes)",
         sizes.files,
@@ -391,6 +428,26 @@ fn main() {
         "  naive parallel   {:>10}  → overlay parallel is {:.0}× faster",
         ms(n_par),
         n_par.as_secs_f64() / o_par.as_secs_f64()
+    );
+    println!(
+        "  on-CPU per serial run: overlay {} ({:.2} µs/upper entry), naive {} → {:.0}×",
+        ms(cpu_o),
+        per(cpu_o, stats.upper_entries),
+        ms(cpu_n),
+        cpu_n.as_secs_f64() / cpu_o.as_secs_f64()
+    );
+    println!(
+        "growth on-CPU: base {} → {}: {} → {} ({:.2}×)",
+        sizes.small,
+        sizes.big,
+        ms(cpu_small),
+        ms(cpu_big),
+        cpu_big.as_secs_f64() / cpu_small.as_secs_f64()
+    );
+    println!(
+        "wide upperdir on-CPU per serial run: {} ({:.2} µs/entry)",
+        ms(cpu_w),
+        per(cpu_w, wide_stats.upper_entries)
     );
     println!(
         "growth: same upperdir, base {} → {}: {} → {} ({:.2}×)",

@@ -75,14 +75,26 @@ impl Root {
     /// The kernel's error, named with the full path (`ELOOP` when a component is a symlink).
     pub fn open_beneath(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, FsError> {
         let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-        rustix::fs::openat2(
-            self.fd(),
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| FsError::io("openat2", self.display_path(rel), e))
+        let err = |e| FsError::io("openat2", self.display_path(rel), e);
+        if rel.len() < MAX_RESOLVE {
+            return resolve(self.fd(), rel, flags).map_err(err);
+        }
+        // A path at or past PATH_MAX cannot be passed to one syscall: resolve it in pieces cut at
+        // `/` boundaries, each beneath the directory the previous piece reached, with the same
+        // no-symlink rules, so the result is the same as one rooted resolution.
+        let pieces = split_for_resolve(rel);
+        let mut dir: Option<OwnedFd> = None;
+        let last = pieces.len() - 1;
+        for (i, piece) in pieces.iter().enumerate() {
+            let base = dir.as_ref().map_or(self.fd(), |d| d.as_fd());
+            let piece_flags = if i == last {
+                flags
+            } else {
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW
+            };
+            dir = Some(resolve(base, piece, piece_flags).map_err(err)?);
+        }
+        dir.ok_or_else(|| err(Errno::INVAL))
     }
 
     /// Opens the directory at `rel` for listing and child lookups; `Ok(None)` when it is
@@ -138,6 +150,38 @@ impl Root {
         sys::stat_at(parent.as_fd(), name)
             .map_err(|e| FsError::io("statx", self.display_path(rel), e))
     }
+}
+
+/// The longest path handed to one `openat2` (PATH_MAX is 4096 including the NUL).
+const MAX_RESOLVE: usize = 4000;
+
+fn resolve(dir: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        dir,
+        rel,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// Cuts a long relative path at `/` boundaries into pieces shorter than [`MAX_RESOLVE`]
+/// (a single component is at most 255 bytes, so a cut always exists).
+fn split_for_resolve(rel: &[u8]) -> Vec<&[u8]> {
+    let mut pieces = Vec::new();
+    let mut rest = rel;
+    while rest.len() >= MAX_RESOLVE {
+        let cut = rest[..MAX_RESOLVE]
+            .iter()
+            .rposition(|&c| c == b'/')
+            .unwrap_or(MAX_RESOLVE);
+        pieces.push(&rest[..cut]);
+        rest = rest.get(cut + 1..).unwrap_or(&[]);
+    }
+    if !rest.is_empty() || pieces.is_empty() {
+        pieces.push(rest);
+    }
+    pieces
 }
 
 /// errno values compared against [`FsError::raw_os_error`].

@@ -81,3 +81,58 @@ fn a_file_replaced_by_a_fifo_is_reported_not_blocked_on() {
     let err = src.open_file().expect_err("a fifo is not a regular file");
     assert!(matches!(err, fs_change::FsError::Changed { .. }), "{err:?}");
 }
+
+#[test]
+fn paths_longer_than_path_max_resolve_beneath_the_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Root::open(dir.path()).expect("root");
+    // 24 levels of 200-byte names: 4824 bytes, created relative to each level's fd.
+    let name = vec![b'd'; 200];
+    let mut fd = rustix::fs::openat(
+        root.fd(),
+        ".",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("open root");
+    let mut rel: Vec<u8> = Vec::new();
+    for _ in 0..24 {
+        rustix::fs::mkdirat(&fd, &name[..], rustix::fs::Mode::from_raw_mode(0o755)).expect("mkdir");
+        fd = rustix::fs::openat(
+            &fd,
+            &name[..],
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("descend");
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(&name);
+    }
+    let leaf = rustix::fs::openat(
+        &fd,
+        "leaf",
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .expect("create leaf");
+    rustix::io::write(&leaf, b"deep").expect("write leaf");
+    assert!(rel.len() > 4096);
+    let tree = DirTree::from_root(root.clone());
+    assert!(tree.open_dir(&rel).expect("open deep dir").is_some());
+    let mut file = rel.clone();
+    file.extend_from_slice(b"/leaf");
+    let src = Source::new(root.clone(), file.clone());
+    let (mut f, meta) = src.open_file().expect("open deep file");
+    assert_eq!(meta.size, 4);
+    let mut buf = String::new();
+    std::io::Read::read_to_string(&mut f, &mut buf).expect("read");
+    assert_eq!(buf, "deep");
+    assert_eq!(root.stat(&file).expect("stat").map(|m| m.size), Some(4));
+    // A symlink deep in the chain is still refused.
+    rustix::fs::symlinkat("/", &fd, "up").expect("symlink");
+    let mut through = rel.clone();
+    through.extend_from_slice(b"/up/etc");
+    assert!(tree.open_dir(&through).expect("lookup").is_none());
+}

@@ -1,6 +1,39 @@
-//! ovdiff: overlay upperdir to OCI layer tar — the library facade (the CLI and the choice of
-//! differ come later).
+//! ovdiff: a change to a container filesystem as an OCI layer tar, fast.
 //!
+//! [`Diff`] is the one call: pick the input — an overlay upperdir over its base
+//! ([`Diff::upper`]), containerd snapshot mounts ([`Diff::mounts`]), a mount option string
+//! ([`Diff::mount_options`]), a Docker `overlay2` layer ([`Diff::overlay2`]) or two plain trees
+//! ([`Diff::trees`]) — set options, then [`Diff::write_layer`] (compressed blob, OCI
+//! descriptor, diffID) or [`Diff::changes`] (the change stream). With [`Differ::Auto`] the
+//! upperdir walk (`upperdir-walk`, cost grows with the change) runs when the upperdir can be
+//! trusted, and the naive full walk (`naive-diff`, containerd's rules) on the merged view when
+//! it cannot, with the reason reported ([`DiffReport::fallback`]).
+//!
+//! ```
+//! use ovdiff::{Base, Diff, Differ, DifferKind};
+//! use ovdiff::output::Compression;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let (base, upper) = (tmp.path().join("base"), tmp.path().join("upper"));
+//! std::fs::create_dir_all(base.join("etc"))?;
+//! std::fs::write(base.join("etc/hostname"), "base\n")?;
+//! std::fs::create_dir_all(upper.join("etc"))?; // what `echo web-1 > /etc/hostname` leaves
+//! std::fs::write(upper.join("etc/hostname"), "web-1\n")?;
+//!
+//! let mut blob = Vec::new();
+//! let report = Diff::upper(&upper, Base::Dir(base))
+//!     .differ(Differ::Auto)
+//!     .compression(Compression::gzip())
+//!     .write_layer(&mut blob)?;
+//! assert_eq!(report.differ, DifferKind::Overlay);
+//! assert_eq!(report.changes.modified, 1);
+//! let desc = report.descriptor().expect("a layer was written");
+//! assert_eq!(desc.size, blob.len() as u64);
+//! println!("{} diffID {}", serde_json::to_string(desc)?, desc.diff_id);
+//! # Ok(()) }
+//! ```
+//!
+//! Modules:
 //! - [`mounts`]: containerd-style mounts, the overlay option grammar exactly as the kernel
 //!   reads it, the option [`Hazard`](mounts::Hazard)s that rule out an upperdir-only diff,
 //!   and BuildKit-style upperdir resolution.
@@ -10,6 +43,9 @@
 //!   a diff base needs no mount and no privileges.
 //! - [`output`]: compression (pigz-style parallel gzip, multithreaded zstd) and streaming
 //!   digests into an OCI descriptor.
+//! - [`apply`]: applying a layer to a directory (the `layer-apply` crate).
+//!
+//! The lower-level pieces stay usable on their own:
 //!
 //! ```
 //! use fs_change::{Tree, TreeDir};
@@ -37,10 +73,39 @@
 //! # Ok(()) }
 //! ```
 
+mod diff;
+mod error;
+mod kernel;
 pub mod mounts;
 mod namespace;
 pub mod output;
 pub mod overlay2;
+mod pipe;
+mod report;
 pub mod stack;
 
+pub use diff::{Base, Diff, Differ, DEFAULT_SPOOL_LIMIT};
+pub use error::Error;
 pub use namespace::XattrNamespace;
+pub use pipe::Progress;
+pub use report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
+
+/// Applying a layer tar to a directory or an overlay upperdir (the `layer-apply` crate).
+pub use layer_apply as apply;
+
+/// Which xattrs a layer records (`change-writer`'s policy).
+pub use change_writer::{source_date_epoch_from_env, WriteStats, XattrPolicy};
+/// Overlay differ settings (`upperdir-walk`).
+pub use upperdir_walk::{FallbackReason, OpaquePolicy, WhiteoutFormat};
+
+/// Compile-time proof that a diff and its report can cross threads.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is_send<T: Send>() {}
+    fn is_sync<T: Sync>() {}
+    is_send::<Diff>();
+    is_sync::<Diff>();
+    is_send::<Error>();
+    is_sync::<Error>();
+    is_send::<DiffReport>();
+}

@@ -70,6 +70,8 @@
 //! compares directories on worker threads with an ordered, bounded merge; the serial mode
 //! spawns nothing. Output is identical in both.
 
+mod attrs;
+mod content;
 mod error;
 mod index;
 mod merged;
@@ -79,6 +81,7 @@ mod parallel;
 mod redirect;
 mod settings;
 mod stats;
+mod upperfile;
 mod walk;
 mod whiteout;
 
@@ -235,13 +238,12 @@ impl<'a, B: Tree> OverlayDiff<'a, B> {
                 },
             })?;
         let ctx = Arc::new(Ctx::new(self.base, self.upper.clone(), s));
+        let root = Dir::new(ctx.clone(), &b""[..], Some(upper_root), Some(base_root));
         let mut stats = WalkStats::default();
         if self.threads <= 1 {
-            let root = Dir::new(ctx.clone(), &b""[..], Some(upper_root), Some(base_root));
             walk::serial(root, sink, &mut stats)?;
         } else {
-            drop((upper_root, base_root));
-            parallel::run(&ctx, self.threads, sink, &mut stats)?;
+            parallel::run(&ctx, root, self.threads, sink, &mut stats)?;
         }
         Ok(stats)
     }

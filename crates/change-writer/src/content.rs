@@ -1,0 +1,144 @@
+//! Reading a regular file's bytes for its entry: exactly the size the differ recorded, or an
+//! error naming the file. Shared by the serial path and the read-ahead workers.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+
+use fs_change::{FsError, Source, Xattrs};
+
+use crate::error::WriteError;
+use crate::xattrs::XattrPolicy;
+
+/// Why a file's content could not be read as recorded.
+#[derive(Debug)]
+pub(crate) enum ContentError {
+    /// A syscall failed.
+    Fs(FsError),
+    /// The file no longer matches its recorded stat.
+    Changed { path: PathBuf, what: String },
+}
+
+impl From<ContentError> for WriteError {
+    fn from(e: ContentError) -> Self {
+        match e {
+            ContentError::Fs(e) => WriteError::read(e),
+            ContentError::Changed { path, what } => WriteError::Changed { path, what },
+        }
+    }
+}
+
+impl From<FsError> for ContentError {
+    fn from(e: FsError) -> Self {
+        match e {
+            FsError::Changed { path, what } => ContentError::Changed { path, what },
+            other => ContentError::Fs(other),
+        }
+    }
+}
+
+/// An open file whose size was checked against the change's stat.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub file: File,
+    /// The attributes read from the open fd, when asked for.
+    pub xattrs: Option<Xattrs>,
+}
+
+/// Opens the data source (`openat2(O_RDONLY|O_NOFOLLOW|O_NONBLOCK)` beneath its root, then
+/// `fstat`): it must still be a regular file of `expected` bytes. With `xattrs`, also reads the
+/// attributes the policy records from the open fd.
+pub(crate) fn open(
+    source: &Source,
+    expected: u64,
+    xattrs: Option<XattrPolicy>,
+) -> Result<Opened, ContentError> {
+    let (file, now) = source.open_file()?;
+    if now.size != expected {
+        return Err(ContentError::Changed {
+            path: source.display_path(),
+            what: format!("size is {} bytes, the change says {expected}", now.size),
+        });
+    }
+    if expected > (1 << 20) {
+        // Only a hint for cold caches; failure changes nothing.
+        let _ = rustix::fs::fadvise(
+            &file,
+            0,
+            NonZeroU64::new(expected),
+            rustix::fs::Advice::Sequential,
+        );
+    }
+    let xattrs =
+        match xattrs {
+            Some(policy) => Some(policy.read_fd(&file).map_err(|e| {
+                ContentError::Fs(FsError::io("fgetxattr", source.display_path(), e))
+            })?),
+            None => None,
+        };
+    Ok(Opened { file, xattrs })
+}
+
+/// Reads up to `want` bytes into the empty `buf`, straight into its spare capacity (no
+/// zeroing). Fewer bytes means the file ended early; more (possible when the buffer has more
+/// room than `want`) means it grew.
+pub(crate) fn read_chunk(
+    file: &File,
+    mut buf: Vec<u8>,
+    want: usize,
+    source: &Source,
+) -> Result<Vec<u8>, ContentError> {
+    buf.reserve(want);
+    while buf.len() < want {
+        match rustix::io::read(file, rustix::buffer::spare_capacity(&mut buf)) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(ContentError::Fs(FsError::io(
+                    "read",
+                    source.display_path(),
+                    io::Error::from(e),
+                )))
+            }
+        }
+    }
+    Ok(buf)
+}
+
+/// After the recorded size was read, one more read must find end of file; otherwise the file
+/// grew while it was being read.
+pub(crate) fn expect_eof(file: &mut File, size: u64, source: &Source) -> Result<(), ContentError> {
+    let mut probe = [0u8; 1];
+    loop {
+        match file.read(&mut probe) {
+            Ok(0) => return Ok(()),
+            Ok(_) => return Err(grew(source, size)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(ContentError::Fs(FsError::io(
+                    "read",
+                    source.display_path(),
+                    e,
+                )))
+            }
+        }
+    }
+}
+
+/// The error for a file that ended early.
+pub(crate) fn shrank(source: &Source, size: u64, at: u64) -> ContentError {
+    ContentError::Changed {
+        path: source.display_path(),
+        what: format!("shrank to {at} of its recorded {size} bytes while being read"),
+    }
+}
+
+/// The error for a file that grew past its recorded size.
+pub(crate) fn grew(source: &Source, size: u64) -> ContentError {
+    ContentError::Changed {
+        path: source.display_path(),
+        what: format!("grew past its recorded {size} bytes while being read"),
+    }
+}

@@ -1,0 +1,145 @@
+//! Which extended attributes go into the layer, and reading them.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::AsFd;
+
+use fs_change::{sys, FsError, Source, Xattrs, CAPABILITY_XATTR};
+use rustix::io::Errno;
+
+/// Which extended attributes are recorded (as PAX `SCHILY.xattr.*` records).
+///
+/// Whatever the policy, `trusted.*` (which containerd refuses on apply) and the private overlay
+/// attributes (`trusted.overlay.*`, `user.overlay.*`, which would corrupt a later overlay mount)
+/// are never written, and attributes with an empty value are left out (an empty PAX value means
+/// "unset" to readers, and containerd skips an empty capability too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum XattrPolicy {
+    /// Only `security.capability`, exactly as containerd's writer (the default; same diffID).
+    #[default]
+    Compat,
+    /// Also `user.*` (minus `user.overlay.*`), `security.ima` and POSIX ACLs
+    /// (`system.posix_acl_access`, `system.posix_acl_default`). Costs one `listxattr` per entry
+    /// and changes the layer's bytes wherever such attributes exist.
+    Wide,
+}
+
+impl XattrPolicy {
+    /// Whether an attribute with this name is recorded under the policy.
+    pub fn allows(self, name: &[u8]) -> bool {
+        if name == CAPABILITY_XATTR.to_bytes() {
+            return true;
+        }
+        match self {
+            XattrPolicy::Compat => false,
+            XattrPolicy::Wide => {
+                (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
+                    || name == b"security.ima"
+                    || name == b"system.posix_acl_access"
+                    || name == b"system.posix_acl_default"
+            }
+        }
+    }
+
+    /// The attributes of `source` the policy records, sorted by name (`lgetxattr` of
+    /// `security.capability` under [`XattrPolicy::Compat`]; `llistxattr` and `lgetxattr` of each
+    /// under [`XattrPolicy::Wide`]). Never follows a symlink.
+    ///
+    /// # Errors
+    /// The entry cannot be reached or an attribute cannot be read (absent attributes and
+    /// filesystems without xattr support are not errors: `ENODATA`, `ENOTSUP`).
+    pub fn read(self, source: &Source) -> Result<Xattrs, FsError> {
+        match self {
+            XattrPolicy::Compat => Ok(capability(source.xattr(CAPABILITY_XATTR)?)),
+            XattrPolicy::Wide => {
+                let mut all = source.xattrs()?;
+                all.retain(|(name, value)| self.allows(name) && !value.is_empty());
+                Ok(all)
+            }
+        }
+    }
+
+    /// As [`XattrPolicy::read`], on a file the caller holds open (`fgetxattr`, `flistxattr`):
+    /// no path lookup at all.
+    pub(crate) fn read_fd(self, fd: impl AsFd) -> io::Result<Xattrs> {
+        let fd = fd.as_fd();
+        match self {
+            XattrPolicy::Compat => Ok(capability(sys::get_xattr_fd(fd, CAPABILITY_XATTR)?)),
+            XattrPolicy::Wide => {
+                let mut out = Vec::new();
+                for name in list_fd(fd)? {
+                    if !self.allows(name.to_bytes()) {
+                        continue;
+                    }
+                    if let Some(value) = sys::get_xattr_fd(fd, &name)? {
+                        if !value.is_empty() {
+                            out.push((name.to_bytes().to_vec(), value));
+                        }
+                    }
+                }
+                out.sort();
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn capability(value: Option<Vec<u8>>) -> Xattrs {
+    match value {
+        Some(v) if !v.is_empty() => vec![(CAPABILITY_XATTR.to_bytes().to_vec(), v)],
+        _ => Vec::new(),
+    }
+}
+
+/// `flistxattr`: the attribute names of an open file.
+fn list_fd(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<std::ffi::CString>> {
+    let raw = loop {
+        let size = match rustix::fs::flistxattr_query(fd) {
+            Ok(n) => n,
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; size];
+        match rustix::fs::flistxattr(fd, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                break buf;
+            }
+            Err(Errno::RANGE) => continue, // the list grew between the two calls
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(raw
+        .split_inclusive(|&c| c == 0)
+        .filter_map(|n| CStr::from_bytes_with_nul(n).ok())
+        .filter(|n| !n.is_empty())
+        .map(CStr::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_never_leak_private_attributes() {
+        for name in [
+            &b"trusted.overlay.opaque"[..],
+            b"trusted.foo",
+            b"user.overlay.redirect",
+            b"security.selinux",
+        ] {
+            assert!(!XattrPolicy::Compat.allows(name));
+            assert!(!XattrPolicy::Wide.allows(name));
+        }
+        assert!(XattrPolicy::Compat.allows(b"security.capability"));
+        assert!(!XattrPolicy::Compat.allows(b"user.mime_type"));
+        assert!(XattrPolicy::Wide.allows(b"user.mime_type"));
+        assert!(XattrPolicy::Wide.allows(b"security.ima"));
+        assert!(XattrPolicy::Wide.allows(b"system.posix_acl_access"));
+    }
+}

@@ -1,0 +1,414 @@
+//! `ovdiff diff` and `ovdiff changes`: selectors to a [`ovdiff::Diff`], and the output side.
+
+use std::fs::Permissions;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use fs_change::{Change, ChangeKind, FileType, FnSink, SinkError};
+use ovdiff::mounts::OverlayConfig;
+use ovdiff::output::Compression;
+use ovdiff::{Base, Diff, DiffReport, Differ, OpaquePolicy, WhiteoutFormat};
+
+use crate::args::{
+    ChangesArgs, CompressArg, DiffArgs, DifferArg, OpaqueArg, Selectors, WhiteoutsArg,
+};
+use crate::progress::Spinner;
+use crate::Failure;
+
+/// Builds the diff the selectors name, refusing contradictory or incomplete ones (exit 2).
+pub(crate) fn build(sel: &Selectors) -> Result<Diff, Failure> {
+    let usage = |m: &str| Failure::Usage(m.to_string());
+    let modes = [
+        sel.upper.is_some(),
+        sel.tree.is_some(),
+        sel.mount_options.is_some(),
+        sel.overlay2.is_some(),
+    ]
+    .iter()
+    .filter(|&&b| b)
+    .count();
+    if modes == 0 {
+        return Err(usage(
+            "say what changed: --upper DIR (--base DIR | --lower DIR:DIR…), --base DIR --tree \
+             DIR, --mount-options OPTS or --overlay2 DIR",
+        ));
+    }
+    if modes > 1 {
+        return Err(usage(
+            "--upper, --tree, --mount-options and --overlay2 are alternatives: give one",
+        ));
+    }
+    let mut diff = if let Some(upper) = &sel.upper {
+        let base = match (&sel.base, sel.lower.is_empty()) {
+            (Some(_), false) => return Err(usage("--upper takes --base DIR or --lower, not both")),
+            (None, true) => return Err(usage("--upper needs --base DIR or --lower DIR:DIR…")),
+            (Some(b), true) => Base::Dir(b.clone()),
+            (None, false) => Base::Lowers(parse_lowers(&sel.lower)?),
+        };
+        Diff::upper(upper, base)
+    } else if let Some(tree) = &sel.tree {
+        let Some(base) = &sel.base else {
+            return Err(usage("--tree needs --base DIR"));
+        };
+        if !sel.lower.is_empty() || sel.merged.is_some() {
+            return Err(usage("--tree takes only --base"));
+        }
+        Diff::trees(base, tree)
+    } else {
+        if sel.base.is_some() || !sel.lower.is_empty() {
+            return Err(usage(
+                "--mount-options and --overlay2 name their own lower layers: drop --base/--lower",
+            ));
+        }
+        match (&sel.mount_options, &sel.overlay2) {
+            (Some(opts), _) => {
+                Diff::mount_options(opts).map_err(|e| Failure::Usage(e.to_string()))?
+            }
+            (_, Some(dir)) => Diff::overlay2(dir)?,
+            _ => unreachable!("one mode was counted"),
+        }
+    };
+    if let Some(m) = &sel.merged {
+        diff = diff.merged(m);
+    }
+    Ok(diff
+        .userxattr(sel.userxattr)
+        .whiteouts(match sel.whiteouts {
+            WhiteoutsArg::Overlay => WhiteoutFormat::Kernel,
+            WhiteoutsArg::Aufs => WhiteoutFormat::Aufs,
+            WhiteoutsArg::FuseOverlayfs => WhiteoutFormat::FuseOverlayfs,
+        })
+        .opaque(match sel.opaque {
+            OpaqueArg::Explicit => OpaquePolicy::Compat,
+            OpaqueArg::Marker => OpaquePolicy::Marker,
+        })
+        .differ(match sel.differ {
+            DifferArg::Auto => Differ::Auto,
+            DifferArg::Overlay => Differ::Overlay,
+            DifferArg::Naive => Differ::Naive,
+        })
+        .parallel(!sel.serial))
+}
+
+/// `--lower` values in `lowerdir=` syntax, concatenated topmost first.
+fn parse_lowers(values: &[String]) -> Result<Vec<PathBuf>, Failure> {
+    let mut out = Vec::new();
+    for v in values {
+        let cfg = OverlayConfig::parse([format!("lowerdir={v}")])
+            .map_err(|e| Failure::Usage(format!("--lower {v:?}: {e}")))?;
+        if !cfg.data_only.is_empty() {
+            return Err(Failure::Usage(format!(
+                "--lower {v:?}: data-only layers (::) need --mount-options"
+            )));
+        }
+        out.extend(cfg.lowers);
+    }
+    Ok(out)
+}
+
+fn compression(c: CompressArg, level: Option<i32>) -> Result<Compression, Failure> {
+    match (c, level) {
+        (CompressArg::None, None) => Ok(Compression::None),
+        (CompressArg::None, Some(_)) => Err(Failure::Usage(
+            "--level needs --compress gzip or zstd".into(),
+        )),
+        (CompressArg::Gzip, None) => Ok(Compression::gzip()),
+        (CompressArg::Gzip, Some(l)) if (0..=9).contains(&l) => {
+            Ok(Compression::Gzip { level: l as u32 })
+        }
+        (CompressArg::Gzip, Some(l)) => Err(Failure::Usage(format!(
+            "--level {l}: gzip levels are 0 to 9"
+        ))),
+        (CompressArg::Zstd, None) => Ok(Compression::zstd()),
+        (CompressArg::Zstd, Some(l)) => {
+            let range = zstd::compression_level_range();
+            if range.contains(&l) {
+                Ok(Compression::Zstd { level: l })
+            } else {
+                Err(Failure::Usage(format!(
+                    "--level {l}: zstd levels are {} to {}",
+                    range.start(),
+                    range.end()
+                )))
+            }
+        }
+    }
+}
+
+/// The mtime bound: the flag, else `SOURCE_DATE_EPOCH`.
+fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, Failure> {
+    match flag {
+        Some(n) if n < 0 => Err(Failure::Usage(format!(
+            "--source-date-epoch {n}: must be a non-negative number of seconds"
+        ))),
+        Some(n) => Ok(Some(n)),
+        None => ovdiff::source_date_epoch_from_env().map_err(|e| Failure::Usage(e.to_string())),
+    }
+}
+
+pub(crate) fn run_diff(a: DiffArgs) -> Result<ExitCode, Failure> {
+    let compression = compression(a.compress, a.level)?;
+    let epoch = source_date_epoch(a.source_date_epoch)?;
+    let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    if to_stdout && io::stdout().is_terminal() {
+        return Err(Failure::Usage(
+            "refusing to write a layer to a terminal: use -o FILE or redirect stdout".into(),
+        ));
+    }
+    let progress = ovdiff::Progress::new();
+    let diff = build(&a.sel)?
+        .compression(compression)
+        .xattrs(a.xattrs.writer())
+        .source_date_epoch(epoch)
+        .progress(progress.clone());
+    let spinner = Spinner::start(progress, "diff");
+    let (report, dest) = if to_stdout {
+        let stdout = io::stdout().lock();
+        let mut out = BufWriter::with_capacity(1 << 20, stdout);
+        let report = diff.write_layer(&mut out)?;
+        out.flush()
+            .map_err(|e| Failure::Run(format!("writing the layer to stdout: {e}")))?;
+        (report, "stdout".to_string())
+    } else {
+        let path = a.output.clone().unwrap_or_default();
+        let report = write_file(&path, diff)?;
+        (report, path.display().to_string())
+    };
+    drop(spinner);
+    eprintln!("ovdiff: {}", summary(&report, &dest));
+    let desc = report
+        .descriptor()
+        .ok_or_else(|| Failure::Run("no layer descriptor".into()))?;
+    let json = serde_json::to_string(desc).map_err(Failure::run)?;
+    match &a.descriptor {
+        Some(p) => std::fs::write(p, format!("{json}\n"))
+            .map_err(|e| Failure::Run(format!("writing the descriptor {}: {e}", p.display())))?,
+        None => eprintln!("{json}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the layer to a temporary file beside `path` and renames it into place only when the
+/// whole layer is written, so an error never leaves a half-written `path`.
+fn write_file(path: &Path, diff: Diff) -> Result<DiffReport, Failure> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ovdiff-layer-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Failure::Run(format!(
+                "creating a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    let report = {
+        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let report = diff.write_layer(&mut out)?;
+        out.flush()
+            .map_err(|e| Failure::Run(format!("writing {}: {e}", path.display())))?;
+        report
+    };
+    let io_err = |e: io::Error| Failure::Run(format!("writing {}: {e}", path.display()));
+    tmp.as_file().sync_data().map_err(io_err)?;
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(0o644))
+        .map_err(io_err)?;
+    tmp.persist(path).map_err(|e| io_err(e.error))?;
+    Ok(report)
+}
+
+/// One line: differ (and why), changes, entries walked, sizes, diffID, time.
+pub(crate) fn summary(r: &DiffReport, dest: &str) -> String {
+    let mut s = format!("{} differ", r.differ);
+    if let Some(f) = &r.fallback {
+        s.push_str(&format!(" (fallback: {f})"));
+    }
+    let c = &r.changes;
+    s.push_str(&format!(
+        ": {} changes (A {}, M {}, D {}",
+        c.total(),
+        c.added,
+        c.modified,
+        c.deleted
+    ));
+    if c.opaque_markers > 0 {
+        s.push_str(&format!(", opaque {}", c.opaque_markers));
+    }
+    s.push_str(&format!("), {} entries walked", r.entries));
+    if let Some(d) = r.descriptor() {
+        s.push_str(&format!(", tar {}", human(d.uncompressed_size)));
+        if d.size != d.uncompressed_size || d.media_type != ovdiff::output::MEDIA_TYPE_TAR {
+            s.push_str(&format!(" -> {} blob", human(d.size)));
+        }
+        s.push_str(&format!(" to {dest}, diffID {}", d.diff_id));
+    }
+    s.push_str(&format!(", {:.2} s", r.elapsed.as_secs_f64()));
+    s
+}
+
+/// `12.3 MiB`.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub(crate) fn run_changes(a: ChangesArgs) -> Result<ExitCode, Failure> {
+    let progress = ovdiff::Progress::new();
+    let diff = build(&a.sel)?.progress(progress.clone());
+    let spinner = Spinner::start(progress, "changes");
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let json = a.json;
+    let report = diff.changes(&mut FnSink(|c: Change| -> Result<(), SinkError> {
+        if c.kind == ChangeKind::Unmodified {
+            return Ok(()); // hardlink bookkeeping, not a change of the tree
+        }
+        let line = if json { json_line(&c) } else { c.line() };
+        writeln!(out, "{line}").map_err(SinkError::new)
+    }));
+    let flushed = out.flush();
+    drop(spinner);
+    let broken_pipe = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
+    let report = match report {
+        Ok(r) => r,
+        // The reader went away (`| head`): a listing ends quietly, as grep's does.
+        Err(ovdiff::Error::Sink(s)) => match s.downcast::<io::Error>() {
+            Ok(e) if broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
+            Ok(e) => return Err(Failure::Run(format!("writing to stdout: {e}"))),
+            Err(s) => return Err(Failure::Run(format!("writing to stdout: {s}"))),
+        },
+        Err(other) => return Err(other.into()),
+    };
+    match flushed {
+        Err(e) if broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(Failure::Run(format!("writing to stdout: {e}"))),
+        Ok(()) => {}
+    }
+    let mut s = format!("{} differ", report.differ);
+    if let Some(f) = &report.fallback {
+        s.push_str(&format!(" (fallback: {f})"));
+    }
+    eprintln!(
+        "ovdiff: {s}: {} changes, {} entries walked, {:.2} s",
+        report.changes.total(),
+        report.entries,
+        report.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One change as a JSON object.
+fn json_line(c: &Change) -> String {
+    let (kind, path): (&str, &[u8]) = if c.is_opaque_marker() {
+        ("opaque", fs_change::order::split_parent(&c.path).0)
+    } else {
+        (c.kind.as_str(), &c.path)
+    };
+    let mut shown = Vec::with_capacity(path.len() + 1);
+    shown.push(b'/');
+    shown.extend_from_slice(path);
+    let js = |v: serde_json::Value| v.to_string();
+    // Fields in a fixed, readable order: kind, path, [path_base64], type, size, mode.
+    let mut fields = vec![
+        ("kind", js(kind.into())),
+        (
+            "path",
+            js(String::from_utf8_lossy(&shown).into_owned().into()),
+        ),
+    ];
+    if std::str::from_utf8(&shown).is_err() {
+        fields.push(("path_base64", js(base64(&shown).into())));
+    }
+    match c.meta() {
+        Some(m) => {
+            fields.push(("type", js(type_name(m).into())));
+            fields.push(("size", m.size.to_string()));
+            fields.push(("mode", js(format!("{:04o}", m.permissions()).into())));
+        }
+        None => fields.extend([
+            ("type", "null".into()),
+            ("size", "null".into()),
+            ("mode", "null".into()),
+        ]),
+    }
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    format!("{{{}}}", body.join(","))
+}
+
+fn type_name(m: &fs_change::Meta) -> &'static str {
+    match m.file_type() {
+        FileType::Regular => "file",
+        FileType::Dir => "dir",
+        FileType::Symlink => "symlink",
+        FileType::CharDevice if m.is_whiteout_device() => "whiteout",
+        FileType::CharDevice => "char",
+        FileType::BlockDevice => "block",
+        FileType::Fifo => "fifo",
+        FileType::Socket => "socket",
+        FileType::Unknown => "unknown",
+    }
+}
+
+/// Standard base64 (RFC 4648, padded).
+pub(crate) fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(3 << 20), "3.0 MiB");
+    }
+}

@@ -1,0 +1,728 @@
+//! [`Diff`]: one call from "what changed" (an upperdir, mounts, an `overlay2` layer, or two
+//! trees) to a layer blob or a change stream, choosing the differ.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fs_change::{ChangeSink, DirTree, Tree};
+use naive_diff::NaiveDiff;
+use upperdir_walk::{Index, Namespace, OverlayDiff, OverlayError, Redirects};
+
+use crate::error::{lift_sink, Error};
+use crate::kernel::KernelView;
+use crate::mounts::{Hazard, KernelDefaults, Mount, OverlayConfig};
+use crate::output::{Compression, OutputBuilder};
+use crate::overlay2::Overlay2Layer;
+use crate::pipe::{
+    lookup_dir, lookup_file, Deliver, LayerTarget, Metacopy, Pipe, Progress, ProgressWriter,
+    Shadow, Spool, UserTarget, WriterOptions,
+};
+use crate::report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
+use crate::stack::LayerStack;
+use crate::{OpaquePolicy, WhiteoutFormat, XattrPolicy};
+
+/// Which differ produces the changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Differ {
+    /// The overlay differ when the upperdir can be trusted, else the naive differ on the merged
+    /// view, with the reason in [`DiffReport::fallback`]. Two plain trees always use the naive
+    /// differ.
+    #[default]
+    Auto,
+    /// The overlay differ or an error ([`Error::NeedsFallback`]) — never a fallback.
+    Overlay,
+    /// The naive differ: base against the new tree, or against the merged view of an upperdir
+    /// over its base.
+    Naive,
+}
+
+/// The tree an upperdir was made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// One directory: a mounted lower, or a plain copy of it.
+    Dir(PathBuf),
+    /// The lower layers themselves, topmost first, merged in userspace by overlay rules
+    /// ([`LayerStack`]): no mount, no privileges.
+    Lowers(Vec<PathBuf>),
+    /// Nothing: the upperdir is the whole tree (a snapshot without parents).
+    Empty,
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Upper {
+        upper: PathBuf,
+        base: Base,
+        /// Data-only lower layers (`lowerdir=…::DATA`), for metacopy data.
+        data_only: Vec<PathBuf>,
+        /// The mount options the upperdir was used with, when known.
+        config: Option<OverlayConfig>,
+    },
+    Trees {
+        base: PathBuf,
+        new: PathBuf,
+    },
+}
+
+/// A diff to run: built from its input with one constructor, configured with builder methods,
+/// run with [`Diff::write_layer`] or [`Diff::changes`].
+///
+/// Defaults: [`Differ::Auto`], an uncompressed tar (what containerd's differ hashes before it
+/// compresses), compat xattrs (`security.capability` only), explicit deletes under opaque
+/// directories (BuildKit's output), kernel whiteouts, `trusted.overlay.` namespace, no mtime
+/// bound, serial (no threads of ours).
+///
+/// # Auto and mid-walk fallbacks
+/// The upperdir walk can find a reason to distrust the upperdir after it has emitted changes
+/// (an indexed copy-up deep in the tree). With [`Differ::Auto`] nothing reaches the writer or
+/// the caller's sink until the walk is over: up to [`Diff::spool_limit`] changes are held in
+/// memory (metadata only, never file contents) and replayed; a larger change is walked once
+/// more into the real destination after a first walk has checked it. A fallback therefore
+/// never leaves half a layer behind. [`Differ::Overlay`] streams directly and fails instead.
+///
+/// # The merged view of a fallback
+/// The naive differ walks [`Diff::merged`] when given, else a userspace merge of the upperdir
+/// over its base (no mount, no privileges; its layer is byte-identical to the kernel view's).
+/// An upperdir used with `index=on` that holds indexed copy-ups of lower hardlinks (found by one
+/// more upperdir walk) changed names outside itself that only the kernel shows: then the
+/// overlay is mounted read-only with its own options (needs `CAP_SYS_ADMIN` and mount
+/// options), or the diff fails with [`Error::NeedsMergedView`].
+#[derive(Debug, Clone)]
+#[must_use = "a Diff does nothing until .write_layer() or .changes() is called"]
+pub struct Diff {
+    input: Input,
+    differ: Differ,
+    compression: Compression,
+    xattrs: XattrPolicy,
+    opaque: OpaquePolicy,
+    whiteouts: WhiteoutFormat,
+    userxattr: bool,
+    source_date_epoch: Option<i64>,
+    parallel: bool,
+    merged: Option<PathBuf>,
+    kernel: Option<KernelDefaults>,
+    spool_limit: usize,
+    progress: Option<Arc<Progress>>,
+}
+
+/// Changes held back by [`Differ::Auto`] before it switches to check-then-walk-again.
+pub const DEFAULT_SPOOL_LIMIT: usize = 1 << 18;
+
+impl Diff {
+    fn with_input(input: Input) -> Diff {
+        Diff {
+            input,
+            differ: Differ::Auto,
+            compression: Compression::None,
+            xattrs: XattrPolicy::Compat,
+            opaque: OpaquePolicy::Compat,
+            whiteouts: WhiteoutFormat::Kernel,
+            userxattr: false,
+            source_date_epoch: None,
+            parallel: false,
+            merged: None,
+            kernel: None,
+            spool_limit: DEFAULT_SPOOL_LIMIT,
+            progress: None,
+        }
+    }
+
+    /// The change an overlay `upper` directory records over `base`.
+    pub fn upper(upper: impl Into<PathBuf>, base: Base) -> Diff {
+        Diff::with_input(Input::Upper {
+            upper: upper.into(),
+            base,
+            data_only: Vec::new(),
+            config: None,
+        })
+    }
+
+    /// The change of a containerd snapshot, from its parent's mounts (`lower`) and its own
+    /// (`upper`), resolved as BuildKit's `GetUpperdir` does ([`crate::mounts::resolve_upperdir`]).
+    /// The base is the parent's layer stack, merged in userspace; the upper mount's options
+    /// are checked for hazards.
+    ///
+    /// # Errors
+    /// [`Error::Mount`] when the mounts do not describe "parent plus one upperdir".
+    pub fn mounts(lower: &[Mount], upper: &[Mount]) -> Result<Diff, Error> {
+        let r = crate::mounts::resolve_upperdir(lower, upper)?;
+        let base = if r.lowers.is_empty() {
+            Base::Empty
+        } else {
+            Base::Lowers(r.lowers)
+        };
+        Ok(Diff::with_input(Input::Upper {
+            upper: r.upperdir,
+            base,
+            data_only: r.data_only,
+            config: r.config,
+        }))
+    }
+
+    /// The change of an overlay mounted with these options (a comma-joined mount(2) string,
+    /// `lowerdir=/l2:/l1,upperdir=/u,workdir=/w,index=off`): its upperdir over its lowerdirs.
+    ///
+    /// # Errors
+    /// [`Error::Mount`] for options the grammar refuses or without `upperdir=`.
+    pub fn mount_options(options: &str) -> Result<Diff, Error> {
+        let cfg = OverlayConfig::parse_data(options)?;
+        let upper = cfg.upperdir.clone().ok_or_else(|| {
+            Error::Options("the mount options name no upperdir= (nothing records a change)".into())
+        })?;
+        Ok(Diff::with_input(Input::Upper {
+            upper,
+            base: Base::Lowers(cfg.lowers.clone()),
+            data_only: cfg.data_only.clone(),
+            config: Some(cfg),
+        }))
+    }
+
+    /// The change of a Docker `overlay2` layer directory (`/var/lib/docker/overlay2/ID`): its
+    /// `diff/` over the layers its `lower` file names, mounted by the driver with `index=off`.
+    ///
+    /// # Errors
+    /// [`Error::Overlay2`] when the directory does not have the driver's layout.
+    pub fn overlay2(layer_dir: impl AsRef<Path>) -> Result<Diff, Error> {
+        let dir = layer_dir.as_ref();
+        let (root, id) = match (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
+            (Some(root), Some(id)) => (root, id),
+            _ => {
+                return Err(Error::Options(format!(
+                    "{}: not a layer directory (ROOT/ID)",
+                    dir.display()
+                )))
+            }
+        };
+        let root = if root.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            root
+        };
+        let layer = Overlay2Layer::resolve(root, id)?;
+        let config = layer.overlay_config();
+        let base = if layer.lowers.is_empty() {
+            Base::Empty
+        } else {
+            Base::Lowers(layer.lowers.clone())
+        };
+        Ok(Diff::with_input(Input::Upper {
+            upper: layer.upperdir,
+            base,
+            data_only: Vec::new(),
+            config: Some(config),
+        }))
+    }
+
+    /// The change from `base` to `new`, two plain directory trees (the naive differ, as
+    /// containerd's walking differ).
+    pub fn trees(base: impl Into<PathBuf>, new: impl Into<PathBuf>) -> Diff {
+        Diff::with_input(Input::Trees {
+            base: base.into(),
+            new: new.into(),
+        })
+    }
+
+    /// Which differ runs (default [`Differ::Auto`]).
+    pub fn differ(mut self, differ: Differ) -> Self {
+        self.differ = differ;
+        self
+    }
+
+    /// How the layer blob is compressed (default [`Compression::None`]: a plain tar, whose
+    /// digest is the diffID).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Which xattrs go into the layer (default [`XattrPolicy::Compat`], containerd's).
+    pub fn xattrs(mut self, policy: XattrPolicy) -> Self {
+        self.xattrs = policy;
+        self
+    }
+
+    /// What an opaque directory that replaced a base directory becomes (default
+    /// [`OpaquePolicy::Compat`]: explicit deletes, BuildKit's output).
+    pub fn opaque(mut self, policy: OpaquePolicy) -> Self {
+        self.opaque = policy;
+        self
+    }
+
+    /// How the upperdir (and lower layers merged in userspace) encode whiteouts (default
+    /// [`WhiteoutFormat::Kernel`]).
+    pub fn whiteouts(mut self, format: WhiteoutFormat) -> Self {
+        self.whiteouts = format;
+        self
+    }
+
+    /// The overlay keeps its private xattrs in `user.overlay.` (mounts with `userxattr`). Also
+    /// set by a `userxattr` mount option.
+    pub fn userxattr(mut self, on: bool) -> Self {
+        self.userxattr = on;
+        self
+    }
+
+    /// Clamps every mtime in the layer to at most this many seconds (SOURCE_DATE_EPOCH).
+    pub fn source_date_epoch(mut self, epoch: Option<i64>) -> Self {
+        self.source_date_epoch = epoch;
+        self
+    }
+
+    /// Walk, read ahead and compress on one thread per core. Off (the default), nothing
+    /// spawns a thread. The output bytes are the same either way.
+    pub fn parallel(mut self, parallel: bool) -> Self {
+        self.parallel = parallel;
+        self
+    }
+
+    /// A directory showing the merged view of the upperdir over its base (the live overlay
+    /// mount), for the naive differ to walk instead of a userspace merge. The only way to see
+    /// what an `index=on` mount shows for hardlink aliases outside the upperdir.
+    pub fn merged(mut self, merged: impl Into<PathBuf>) -> Self {
+        self.merged = Some(merged.into());
+        self
+    }
+
+    /// The overlay module defaults that decide options a mount leaves out (default: read from
+    /// `/sys/module/overlay/parameters` when the diff runs).
+    pub fn kernel_defaults(mut self, defaults: KernelDefaults) -> Self {
+        self.kernel = Some(defaults);
+        self
+    }
+
+    /// How many changes [`Differ::Auto`] holds in memory while the upperdir walk has not yet
+    /// proven it needs no fallback (default [`DEFAULT_SPOOL_LIMIT`]). A larger change costs a
+    /// second walk instead; `0` always walks twice.
+    pub fn spool_limit(mut self, changes: usize) -> Self {
+        self.spool_limit = changes;
+        self
+    }
+
+    /// Counters updated while the diff runs, for a progress display.
+    pub fn progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Writes the layer blob to `out` and returns the report with its descriptor and diffID.
+    ///
+    /// # Errors
+    /// Any [`Error`]. On error `out` holds an incomplete blob (never one that ends like a
+    /// complete tar): write to a temporary file and rename it on success.
+    pub fn write_layer<W: Write>(self, out: W) -> Result<DiffReport, Error> {
+        let start = Instant::now();
+        let out = ProgressWriter {
+            inner: out,
+            progress: self.progress.clone(),
+        };
+        let output = OutputBuilder::new(self.compression)
+            .threads(if self.parallel { 0 } else { 1 })
+            .build(out)?;
+        let mut target = LayerTarget::new(
+            output,
+            WriterOptions {
+                xattrs: self.xattrs,
+                mtime_bound: self.source_date_epoch,
+                parallel: self.parallel,
+            },
+        );
+        let mut report = self.run(&mut target)?;
+        let (descriptor, write) = target.finish()?;
+        report.layer = Some(LayerReport { descriptor, write });
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+
+    /// Pushes the changes into `sink`, in canonical order.
+    ///
+    /// # Errors
+    /// Any [`Error`]; [`Error::Sink`] when the sink fails. With [`Differ::Auto`] nothing is
+    /// pushed before the differ is decided.
+    pub fn changes<S: ChangeSink + ?Sized>(self, sink: &mut S) -> Result<DiffReport, Error> {
+        let start = Instant::now();
+        let mut target = UserTarget(sink);
+        let mut report = self.run(&mut target)?;
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+
+    fn run<D: Deliver + ?Sized>(&self, target: &mut D) -> Result<DiffReport, Error> {
+        match &self.input {
+            Input::Trees { base, new } => self.run_trees(base, new, target),
+            Input::Upper {
+                upper,
+                base,
+                data_only,
+                config,
+            } => {
+                let kernel = match self.kernel {
+                    Some(k) => k,
+                    None => KernelDefaults::read().unwrap_or_default(),
+                };
+                let upper_tree = DirTree::open(upper).map_err(|source| Error::Open {
+                    what: "upperdir",
+                    path: upper.clone(),
+                    source,
+                })?;
+                let walk = self.walk_settings(config.as_ref(), &kernel);
+                let hazards = config
+                    .as_ref()
+                    .map(|c| c.hazards(&kernel))
+                    .unwrap_or_default();
+                match base {
+                    Base::Dir(dir) => {
+                        let tree = DirTree::open(dir).map_err(|source| Error::Open {
+                            what: "base",
+                            path: dir.clone(),
+                            source,
+                        })?;
+                        self.run_upper(&upper_tree, &tree, walk, config.as_ref(), hazards, target)
+                    }
+                    Base::Empty => {
+                        let empty = tempfile::Builder::new()
+                            .prefix(".ovdiff-empty-base-")
+                            .tempdir()
+                            .map_err(Error::Temp)?;
+                        let tree = DirTree::open(empty.path()).map_err(|source| Error::Open {
+                            what: "base",
+                            path: empty.path().to_path_buf(),
+                            source,
+                        })?;
+                        self.run_upper(&upper_tree, &tree, walk, config.as_ref(), hazards, target)
+                    }
+                    Base::Lowers(lowers) => {
+                        let stack = self.stack(lowers, data_only, config.as_ref(), &kernel)?;
+                        self.run_upper(&upper_tree, &stack, walk, config.as_ref(), hazards, target)
+                    }
+                }
+            }
+        }
+    }
+
+    fn stack(
+        &self,
+        lowers: &[PathBuf],
+        data_only: &[PathBuf],
+        config: Option<&OverlayConfig>,
+        kernel: &KernelDefaults,
+    ) -> Result<LayerStack, Error> {
+        let stack = match config {
+            // The lowers of the mount the options describe, with its namespace, redirect and
+            // metacopy behaviour.
+            Some(cfg) if cfg.lowers == lowers => LayerStack::from_config(cfg, kernel)?,
+            _ => LayerStack::open(lowers)?.data_only(data_only)?,
+        };
+        let stack = if self.userxattr {
+            stack.namespace(crate::XattrNamespace::User)
+        } else {
+            stack
+        };
+        Ok(match self.whiteouts {
+            WhiteoutFormat::Aufs => stack.format(crate::stack::WhiteoutFormat::Aufs),
+            _ => stack,
+        })
+    }
+
+    fn walk_settings(&self, config: Option<&OverlayConfig>, kernel: &KernelDefaults) -> Walk {
+        let userxattr = self.userxattr || config.is_some_and(|c| c.userxattr);
+        let effective = config.and_then(|c| c.effective(kernel).ok());
+        let index = match (config.and_then(|c| c.index), effective) {
+            // Only an explicit index=off says the upper root's origin is not evidence: an
+            // upperdir once mounted with an index may be reused without one.
+            (Some(false), _) => Index::Off,
+            (_, Some(e)) if e.index => Index::On,
+            _ => Index::Unknown,
+        };
+        Walk {
+            namespace: if userxattr {
+                Namespace::User
+            } else {
+                Namespace::Trusted
+            },
+            metacopy: self.whiteouts == WhiteoutFormat::Kernel
+                && effective.is_none_or(|e| e.metacopy),
+            index,
+            nfs_export: effective.is_some_and(|e| e.nfs_export),
+        }
+    }
+
+    fn walker<'a, B: Tree>(&self, upper: &'a DirTree, base: &'a B, w: Walk) -> OverlayDiff<'a, B> {
+        OverlayDiff::new(upper, base)
+            .namespace(w.namespace)
+            .whiteouts(self.whiteouts)
+            .opaque_policy(self.opaque)
+            .redirects(Redirects::Follow)
+            .metacopy(w.metacopy)
+            .index(w.index)
+            .nfs_export(w.nfs_export)
+            .parallel(self.parallel)
+    }
+
+    fn report(&self, differ: DifferKind, entries: u64, counts: ChangeCounts) -> DiffReport {
+        DiffReport {
+            differ,
+            fallback: None,
+            entries,
+            changes: counts,
+            extra_walks: 0,
+            layer: None,
+            elapsed: Default::default(),
+        }
+    }
+
+    fn run_trees<D: Deliver + ?Sized>(
+        &self,
+        base: &Path,
+        new: &Path,
+        target: &mut D,
+    ) -> Result<DiffReport, Error> {
+        if self.differ == Differ::Overlay {
+            return Err(Error::Options(
+                "the overlay differ needs an upperdir; two plain trees are diffed by the naive \
+                 differ"
+                    .into(),
+            ));
+        }
+        if self.merged.is_some() {
+            return Err(Error::Options(
+                "a merged view only applies to an upperdir diff".into(),
+            ));
+        }
+        let open = |what, path: &Path| {
+            DirTree::open(path).map_err(|source| Error::Open {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let (base, new) = (open("base", base)?, open("new tree", new)?);
+        target.begin(new.root())?;
+        let mut pipe = Pipe::new(target, self.progress.as_deref());
+        let stats = NaiveDiff::new(&base, &new)
+            .parallel(self.parallel)
+            .run(&mut pipe)?;
+        Ok(self.report(DifferKind::Naive, stats.entries, pipe.counts))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_upper<B: Tree, D: Deliver + ?Sized>(
+        &self,
+        upper: &DirTree,
+        base: &B,
+        walk: Walk,
+        config: Option<&OverlayConfig>,
+        hazards: Vec<Hazard>,
+        target: &mut D,
+    ) -> Result<DiffReport, Error> {
+        let index_hazard = hazards
+            .iter()
+            .any(|h| matches!(h, Hazard::IndexOn | Hazard::NfsExportOn));
+        let naive = |fallback: Option<Fallback>, extra_walks: u32, target: &mut D| {
+            let index = index_hazard || fallback.as_ref().is_some_and(Fallback::is_index);
+            let (view, probes) = self.choose_view(upper, base, walk, config, index, &fallback)?;
+            self.run_naive_merged(
+                upper,
+                base,
+                walk,
+                view,
+                fallback,
+                extra_walks + probes,
+                target,
+            )
+        };
+        let fallback = match self.differ {
+            Differ::Naive => return naive(None, 0, target),
+            Differ::Overlay => {
+                if !hazards.is_empty() {
+                    return Err(Error::NeedsFallback(Fallback::Hazards(hazards)));
+                }
+                target.begin(upper.root())?;
+                let mut pipe = Pipe::new(target, self.progress.as_deref());
+                let stats = self.walker(upper, base, walk).run(&mut pipe)?;
+                let entries = stats.upper_entries + stats.naive_entries;
+                return Ok(self.report(DifferKind::Overlay, entries, pipe.counts));
+            }
+            Differ::Auto if !hazards.is_empty() => Fallback::Hazards(hazards),
+            Differ::Auto => {
+                let mut spool = Spool::new(self.spool_limit);
+                match self.walker(upper, base, walk).run(&mut spool) {
+                    Ok(stats) => {
+                        target.begin(upper.root())?;
+                        let mut pipe = Pipe::new(target, self.progress.as_deref());
+                        let (stats, extra_walks) = if spool.overflowed {
+                            (self.walker(upper, base, walk).run(&mut pipe)?, 1)
+                        } else {
+                            for change in std::mem::take(&mut spool.kept) {
+                                pipe.push(change).map_err(lift_sink)?;
+                            }
+                            (stats, 0)
+                        };
+                        let entries = stats.upper_entries + stats.naive_entries;
+                        let mut report = self.report(DifferKind::Overlay, entries, pipe.counts);
+                        report.extra_walks = extra_walks;
+                        return Ok(report);
+                    }
+                    Err(OverlayError::NeedsFallback(reason)) => Fallback::Walker(reason),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let extra = u32::from(!matches!(fallback, Fallback::Hazards(_)));
+        naive(Some(fallback), extra, target)
+    }
+
+    /// Which merged view the naive fallback walks: the caller's, else the userspace merge —
+    /// unless the upperdir was used with an index and holds indexed copy-ups of lower
+    /// hardlinks (found by a walk that looks for nothing else), whose other names only the
+    /// kernel shows: then a read-only mount of the overlay with its own options. Returns the
+    /// view and how many extra walks it took.
+    fn choose_view<B: Tree>(
+        &self,
+        upper: &DirTree,
+        base: &B,
+        walk: Walk,
+        config: Option<&OverlayConfig>,
+        index: bool,
+        fallback: &Option<Fallback>,
+    ) -> Result<(View, u32), Error> {
+        if let Some(m) = &self.merged {
+            return Ok((View::Given(m.clone()), 0));
+        }
+        if !index {
+            return Ok((View::Userspace, 0));
+        }
+        let (indexed, probes) = match fallback {
+            Some(Fallback::Walker(upperdir_walk::FallbackReason::IndexedCopyUp { .. })) => {
+                (true, 0)
+            }
+            _ => {
+                let probe = Walk {
+                    index: Index::Off,
+                    nfs_export: false,
+                    ..walk
+                };
+                let mut discard = Spool::new(0);
+                match self.walker(upper, base, probe).run(&mut discard) {
+                    Err(OverlayError::NeedsFallback(
+                        upperdir_walk::FallbackReason::IndexedCopyUp { .. },
+                    )) => (true, 1),
+                    Ok(_) | Err(OverlayError::NeedsFallback(_)) => (false, 1),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if !indexed {
+            return Ok((View::Userspace, probes));
+        }
+        match config.map(KernelView::mount) {
+            Some(Ok(k)) => Ok((View::Kernel(k), probes)),
+            Some(Err(reason)) => Err(Error::NeedsMergedView { reason }),
+            None => Err(Error::NeedsMergedView {
+                reason: "no mount options to mount it with".into(),
+            }),
+        }
+    }
+
+    /// The naive differ on the merged view: the caller's mounted view, or the userspace merge
+    /// of the upperdir over the base with the same settings as the walk.
+    #[allow(clippy::too_many_arguments)]
+    fn run_naive_merged<B: Tree, D: Deliver + ?Sized>(
+        &self,
+        upper: &DirTree,
+        base: &B,
+        walk: Walk,
+        view: View,
+        fallback: Option<Fallback>,
+        extra_walks: u32,
+        target: &mut D,
+    ) -> Result<DiffReport, Error> {
+        let mounted = match &view {
+            View::Given(p) => Some(p.clone()),
+            View::Kernel(k) => Some(k.path().to_path_buf()),
+            View::Userspace => None,
+        };
+        let (entries, counts) = if let Some(merged) = &mounted {
+            let merged = DirTree::open(merged).map_err(|source| Error::Open {
+                what: "merged view",
+                path: merged.clone(),
+                source,
+            })?;
+            target.begin(merged.root())?;
+            let mut pipe = Pipe::new(target, self.progress.as_deref());
+            let stats = NaiveDiff::new(base, &merged)
+                .parallel(self.parallel)
+                .run(&mut pipe)?;
+            (stats.entries, pipe.counts)
+        } else {
+            let view = self.walker(upper, base, walk).merged_view();
+            // The writer stats parent directories in its new root; a shadow tree of the
+            // merged view's directories stands in for the plain directory it expects.
+            let shadow = if target.writes_parents() {
+                Some(Shadow::new(
+                    Box::new(|dir: &[u8]| lookup_dir(&view, dir)),
+                    self.xattrs,
+                )?)
+            } else {
+                None
+            };
+            target.begin(shadow.as_ref().map_or(upper.root(), Shadow::root))?;
+            let mut pipe = Pipe::new(target, self.progress.as_deref());
+            if let Some(shadow) = shadow {
+                pipe = pipe.with_shadow(shadow);
+            }
+            if walk.metacopy {
+                let ns = match walk.namespace {
+                    Namespace::Trusted => crate::XattrNamespace::Trusted,
+                    Namespace::User => crate::XattrNamespace::User,
+                };
+                let (metacopy_attr, redirect_attr) = private_attrs(ns);
+                pipe = pipe.with_metacopy(Metacopy {
+                    upper: upper.root().clone(),
+                    metacopy_attr,
+                    redirect_attr,
+                    base: Box::new(|path: &[u8]| lookup_file(base, path)),
+                });
+            }
+            let stats = NaiveDiff::new(base, &view)
+                .parallel(self.parallel)
+                .run(&mut pipe)?;
+            (stats.entries, pipe.counts)
+        };
+        let mut report = self.report(DifferKind::Naive, entries, counts);
+        report.fallback = fallback;
+        report.extra_walks = extra_walks;
+        Ok(report)
+    }
+}
+
+/// The `overlay.metacopy` and `overlay.redirect` names in a namespace.
+fn private_attrs(ns: crate::XattrNamespace) -> (&'static std::ffi::CStr, &'static std::ffi::CStr) {
+    match ns {
+        crate::XattrNamespace::Trusted => {
+            (c"trusted.overlay.metacopy", c"trusted.overlay.redirect")
+        }
+        crate::XattrNamespace::User => (c"user.overlay.metacopy", c"user.overlay.redirect"),
+    }
+}
+
+/// The merged view the naive fallback walks.
+#[derive(Debug)]
+enum View {
+    /// The caller's mounted merged view.
+    Given(PathBuf),
+    /// A read-only kernel mount made for this diff (unmounted on drop).
+    Kernel(KernelView),
+    /// The userspace merge of the upperdir over the base.
+    Userspace,
+}
+
+/// The walker settings a diff decides once.
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    namespace: Namespace,
+    metacopy: bool,
+    index: Index,
+    nfs_export: bool,
+}

@@ -1,0 +1,670 @@
+//! The merged view, computed in userspace: the upperdir over the base by overlay rules, as a
+//! [`Tree`] the naive differ can walk — no mount, no `CAP_SYS_ADMIN`.
+//!
+//! Rules, per directory (fs/overlayfs/namei.c `ovl_lookup`): an upper entry hides the lower one
+//! of the same name; an upper whiteout hides it and shows nothing; an upper directory merges over
+//! the lower directory of the same name in the parent's lower side, unless it is opaque (then
+//! nothing merges) or redirected (then the lower directory is the one the redirect names,
+//! relative to the parent's lower side or absolute from the lower root). The root never is opaque
+//! or redirected. Private xattrs are hidden and escaped ones unescaped; a metacopy file shows its
+//! upper metadata and its lower data.
+//!
+//! The fast walk uses the same handles ([`MergedDir`]) and falls back to walking this view with
+//! the naive rules only below opaque directories that replaced a base directory and below
+//! redirects, where the lower side is not simply the base at the same path.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use fs_change::order::{join, split_parent};
+use fs_change::{
+    DirEntryName, DirTree, FileType, FsError, Meta, PlainDir, Source, Tree, TreeDir, Xattrs,
+    CAPABILITY_XATTR,
+};
+
+use crate::attrs::OwnNames;
+use crate::error::{FallbackReason, OverlayError};
+use crate::namespace::Private;
+use crate::opaque;
+use crate::redirect::{Redirect, Redirects};
+use crate::settings::Settings;
+use crate::upperfile::UpperFile;
+use crate::whiteout;
+
+/// What one diff shares between its walkers: the two trees, the settings, and two side
+/// channels for what a [`TreeDir`] method cannot return (typed errors, metacopy data sources).
+#[derive(Debug)]
+pub(crate) struct Ctx<'a, B> {
+    pub(crate) base: &'a B,
+    pub(crate) upper: DirTree,
+    pub(crate) settings: Settings,
+    /// Data sources of metacopy files met through the [`TreeDir`] interface, by path, for the
+    /// naive subtree's sink adapter to attach (the naive differ builds entries without them).
+    metacopy_data: Mutex<HashMap<Box<[u8]>, Source>>,
+    /// The first typed error raised behind a [`TreeDir`] method, which can only return
+    /// [`FsError`]; the caller takes it back when the walk fails.
+    failure: Mutex<Option<OverlayError>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<'a, B: Tree> Ctx<'a, B> {
+    pub(crate) fn new(base: &'a B, upper: DirTree, settings: Settings) -> Ctx<'a, B> {
+        Ctx {
+            base,
+            upper,
+            settings,
+            metacopy_data: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Parks a typed error and returns an [`FsError`] that describes it.
+    fn fail(&self, err: OverlayError) -> FsError {
+        if let OverlayError::Fs(e) = err {
+            return e;
+        }
+        let fs = FsError::io(
+            "overlay",
+            self.upper.display_path(b""),
+            io::Error::other(err.to_string()),
+        );
+        lock(&self.failure).get_or_insert(err);
+        fs
+    }
+
+    /// The typed error behind `e` if one was parked, else `e` itself.
+    pub(crate) fn lift(&self, e: FsError) -> OverlayError {
+        self.take_failure().unwrap_or(OverlayError::Fs(e))
+    }
+
+    /// Takes the parked typed error, if any.
+    pub(crate) fn take_failure(&self) -> Option<OverlayError> {
+        lock(&self.failure).take()
+    }
+
+    /// Takes the data source recorded for the metacopy file at `path`.
+    pub(crate) fn take_metacopy_data(&self, path: &[u8]) -> Option<Source> {
+        let mut map = lock(&self.metacopy_data);
+        if map.is_empty() {
+            return None;
+        }
+        map.remove(path)
+    }
+}
+
+/// Where a name of a merged directory comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Resolved {
+    /// The upper entry, with its stat, for a metacopy file where its data lives, and its
+    /// `security.capability` when the fast walk already read it (`Some(None)`: absent).
+    Upper {
+        meta: Meta,
+        data: Option<Source>,
+        capability: Option<Option<Vec<u8>>>,
+    },
+    /// The lower entry (the upper directory has nothing by that name, or there is none).
+    Lower,
+    /// Nothing: absent everywhere, or hidden by a whiteout.
+    Absent,
+}
+
+/// How a child directory's lower side was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LowerChoice {
+    /// The lower directory of the same name in the parent's lower side.
+    Inherited,
+    /// Opaque: no lower side.
+    Opaque,
+    /// Redirected to this base path (`None`: a relative redirect in a parent without a lower
+    /// side, which names nothing).
+    Redirect(Option<Vec<u8>>),
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    /// Every name of the directory, resolved, sorted; set by `list`.
+    listed: Option<Vec<(Box<[u8]>, Resolved)>>,
+    /// The last name the fast walk resolved itself.
+    last: Option<(Box<[u8]>, Resolved)>,
+}
+
+/// An open directory of the merged view: the upper directory at this path (if any) and the
+/// lower directory it merges over (if any).
+#[derive(Debug)]
+pub struct MergedDir<'a, B: Tree> {
+    ctx: Arc<Ctx<'a, B>>,
+    path: Box<[u8]>,
+    upper: Option<PlainDir>,
+    /// The upper directory's own xattr names, when its opening already listed them.
+    upper_names: Option<OwnNames>,
+    lower: Option<B::Dir>,
+    known: Mutex<Known>,
+}
+
+impl<'a, B: Tree> MergedDir<'a, B> {
+    pub(crate) fn new(
+        ctx: Arc<Ctx<'a, B>>,
+        path: impl Into<Box<[u8]>>,
+        upper: Option<PlainDir>,
+        lower: Option<B::Dir>,
+    ) -> Self {
+        MergedDir {
+            ctx,
+            path: path.into(),
+            upper,
+            upper_names: None,
+            lower,
+            known: Mutex::new(Known::default()),
+        }
+    }
+
+    /// One xattr of the upper directory itself (raw name), answered from its listed names
+    /// when they are known.
+    pub(crate) fn upper_own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
+        match (&self.upper, &self.upper_names) {
+            (Some(u), Some(names)) => names.get(u, attr),
+            (Some(u), None) => u.own_xattr(attr),
+            (None, _) => Ok(None),
+        }
+    }
+
+    pub(crate) fn ctx(&self) -> &Arc<Ctx<'a, B>> {
+        &self.ctx
+    }
+
+    /// The upper directory at this path.
+    pub(crate) fn upper(&self) -> Option<&PlainDir> {
+        self.upper.as_ref()
+    }
+
+    /// The lower directory this one merges over.
+    pub(crate) fn lower(&self) -> Option<&B::Dir> {
+        self.lower.as_ref()
+    }
+
+    /// Records how the caller resolved `name`, so that later [`TreeDir`] calls for it (the
+    /// capability xattr and content reads of *sameFile*) need no second `statx`.
+    pub(crate) fn note(&self, name: &[u8], resolved: Resolved) {
+        lock(&self.known).last = Some((name.into(), resolved));
+    }
+
+    fn cached(&self, name: &[u8]) -> Option<Resolved> {
+        let known = lock(&self.known);
+        if let Some((n, r)) = &known.last {
+            if &**n == name {
+                return Some(r.clone());
+            }
+        }
+        let listed = known.listed.as_ref()?;
+        listed
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()
+            .map(|i| listed[i].1.clone())
+    }
+
+    fn vanished(&self, name: &[u8]) -> OverlayError {
+        OverlayError::Vanished {
+            path: self.display_path(name),
+        }
+    }
+
+    /// Where `name` comes from in the merged view.
+    pub(crate) fn resolve(&self, name: &[u8]) -> Result<Resolved, OverlayError> {
+        if let Some(r) = self.cached(name) {
+            return Ok(r);
+        }
+        let format = self.ctx.settings.whiteouts;
+        if whiteout::is_reserved_name(format, name) {
+            return Ok(Resolved::Absent);
+        }
+        if let Some(upper) = &self.upper {
+            if let Some(meta) = upper.stat(name)? {
+                return self.upper_entry(upper, name, meta);
+            }
+            if whiteout::has_whiteout_file(format, upper, name)? {
+                return Ok(Resolved::Absent);
+            }
+        }
+        match &self.lower {
+            Some(l) if l.stat(name)?.is_some() => Ok(Resolved::Lower),
+            _ => Ok(Resolved::Absent),
+        }
+    }
+
+    /// Resolves a real upper entry: a whiteout hides the name, anything else shows it.
+    fn upper_entry(
+        &self,
+        upper: &PlainDir,
+        name: &[u8],
+        meta: Meta,
+    ) -> Result<Resolved, OverlayError> {
+        let s = &self.ctx.settings;
+        if whiteout::is_whiteout_entry(s.whiteouts, s.namespace, upper, name, &meta)? {
+            return Ok(Resolved::Absent);
+        }
+        let data = self.metacopy_data(name, &meta, &mut UpperFile::new(upper, name, &meta))?;
+        if let Some(src) = &data {
+            lock(&self.ctx.metacopy_data).insert(join(&self.path, name).into(), src.clone());
+        }
+        Ok(Resolved::Upper {
+            meta,
+            data,
+            capability: None,
+        })
+    }
+
+    /// For a metacopy upper file `name` (private `overlay.metacopy` present, read through
+    /// `file`), the base file its data lives in: at its redirect if it has one, else at the same name in this directory's lower
+    /// side. `None` for anything else. Reads the xattr only for non-empty regular files, and only
+    /// when metacopy may be in use; never reads the file's own bytes.
+    ///
+    /// # Errors
+    /// [`OverlayError::MetacopyWithoutData`] when the data file is missing or not a regular file
+    /// (the kernel fails such a lookup with `EIO`); redirect errors as for directories.
+    pub(crate) fn metacopy_data(
+        &self,
+        name: &[u8],
+        meta: &Meta,
+        file: &mut UpperFile<'_>,
+    ) -> Result<Option<Source>, OverlayError> {
+        let s = &self.ctx.settings;
+        if !s.metacopy
+            || !s.whiteouts.kernel()
+            || meta.file_type() != FileType::Regular
+            || meta.size == 0
+        {
+            return Ok(None);
+        }
+        let Some(upper) = &self.upper else {
+            return Ok(None);
+        };
+        if file.xattr(s.namespace.attr(Private::Metacopy))?.is_none() {
+            return Ok(None);
+        }
+        let redirect = file.xattr(s.namespace.attr(Private::Redirect))?;
+        let missing = |target: Vec<u8>| OverlayError::MetacopyWithoutData {
+            path: upper.display_path(name),
+            target,
+        };
+        let source = match redirect {
+            None => {
+                let Some(lower) = &self.lower else {
+                    return Err(missing(join(&self.path, name)));
+                };
+                regular_source(lower, name)?.ok_or_else(|| missing(join(lower.path(), name)))?
+            }
+            Some(value) => {
+                let redirect = self.parse_redirect(upper, name, value)?;
+                let lower_path = self.lower.as_ref().map(|l| l.path());
+                let Some(target) = redirect.target(lower_path) else {
+                    return Err(missing(join(&self.path, name)));
+                };
+                let (parent, file) = split_parent(&target);
+                let dir = self.ctx.base.open_dir(parent)?;
+                let found = match &dir {
+                    Some(d) => regular_source(d, file)?,
+                    None => None,
+                };
+                found.ok_or_else(|| missing(target.clone()))?
+            }
+        };
+        Ok(Some(source))
+    }
+
+    fn parse_redirect(
+        &self,
+        upper: &PlainDir,
+        name: &[u8],
+        value: Vec<u8>,
+    ) -> Result<Redirect, OverlayError> {
+        if self.ctx.settings.redirects == Redirects::Fallback {
+            return Err(OverlayError::NeedsFallback(FallbackReason::Redirect {
+                path: upper.display_path(name),
+            }));
+        }
+        Redirect::parse(&value).ok_or_else(|| OverlayError::InvalidRedirect {
+            path: upper.display_path(name),
+            value,
+        })
+    }
+
+    /// Opens the upper child directory `name` and the lower directory it merges over: none when
+    /// it is opaque, the redirect's target when it is redirected, else the same name in this
+    /// directory's lower side. `Ok(None)` when there is no upper directory by that name.
+    pub(crate) fn open_upper_child(
+        &self,
+        name: &[u8],
+    ) -> Result<Option<(MergedDir<'a, B>, LowerChoice)>, OverlayError> {
+        let Some(upper) = &self.upper else {
+            return Ok(None);
+        };
+        let Some(child) = upper.open_dir(name)? else {
+            return Ok(None);
+        };
+        self.merge_upper_child(name, child).map(Some)
+    }
+
+    /// [`MergedDir::open_upper_child`] for an upper child directory already open as `child`.
+    pub(crate) fn merge_upper_child(
+        &self,
+        name: &[u8],
+        child: PlainDir,
+    ) -> Result<(MergedDir<'a, B>, LowerChoice), OverlayError> {
+        let Some(upper) = &self.upper else {
+            return Err(self.vanished(name));
+        };
+        let s = &self.ctx.settings;
+        let names = OwnNames::read(&child)?;
+        let (lower, choice) = if opaque::is_opaque(s.whiteouts, s.namespace, &child, &names)? {
+            // ovl_lookup_single: an opaque directory stops the lookup before any redirect.
+            (None, LowerChoice::Opaque)
+        } else if let Some(value) = match s.whiteouts.kernel() {
+            true => names.get(&child, s.namespace.attr(Private::Redirect))?,
+            false => None,
+        } {
+            let redirect = self.parse_redirect(upper, name, value)?;
+            let target = redirect.target(self.lower.as_ref().map(|l| l.path()));
+            let lower = match (&redirect, &self.lower) {
+                (Redirect::Absolute(path), _) => self.ctx.base.open_dir(path)?,
+                (Redirect::Relative(n), Some(l)) => l.open_dir(n)?,
+                (Redirect::Relative(_), None) => None,
+            };
+            (lower, LowerChoice::Redirect(target))
+        } else {
+            let lower = match &self.lower {
+                Some(l) => l.open_dir(name)?,
+                None => None,
+            };
+            (lower, LowerChoice::Inherited)
+        };
+        let mut dir = MergedDir::new(self.ctx.clone(), join(&self.path, name), Some(child), lower);
+        dir.upper_names = Some(names);
+        Ok((dir, choice))
+    }
+
+    /// Opens any child directory of the merged view.
+    fn open_child(&self, name: &[u8]) -> Result<Option<MergedDir<'a, B>>, OverlayError> {
+        match self.resolve(name)? {
+            Resolved::Upper { meta, .. } if meta.is_dir() => {
+                Ok(self.open_upper_child(name)?.map(|(d, _)| d))
+            }
+            Resolved::Lower => {
+                let Some(lower) = &self.lower else {
+                    return Ok(None);
+                };
+                Ok(lower.open_dir(name)?.map(|l| {
+                    MergedDir::new(self.ctx.clone(), join(&self.path, name), None, Some(l))
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The merged listing: upper entries that are not whiteouts, then lower names no upper slot
+    /// shadows, in bytewise order. Every name is resolved and remembered, so the `stat` that
+    /// follows costs nothing.
+    fn list_merged(&self) -> Result<Vec<DirEntryName>, OverlayError> {
+        let format = self.ctx.settings.whiteouts;
+        let mut resolved: Vec<(Box<[u8]>, Resolved, Option<FileType>)> = Vec::new();
+        if let Some(upper) = &self.upper {
+            let slots = whiteout::slots(format, upper.list()?);
+            for slot in slots {
+                let r = if slot.real {
+                    let meta = upper
+                        .stat(&slot.name)?
+                        .ok_or_else(|| self.vanished(&slot.name))?;
+                    self.upper_entry(upper, &slot.name, meta)?
+                } else {
+                    Resolved::Absent
+                };
+                let t = match &r {
+                    Resolved::Upper { meta, .. } => Some(meta.file_type()),
+                    _ => None,
+                };
+                resolved.push((slot.name, r, t));
+            }
+        }
+        if let Some(lower) = &self.lower {
+            let upper_count = resolved.len();
+            for e in lower.list()? {
+                let shadowed = resolved[..upper_count]
+                    .binary_search_by(|(n, _, _)| (**n).cmp(&*e.name))
+                    .is_ok();
+                if !shadowed && !whiteout::is_reserved_name(format, &e.name) {
+                    resolved.push((e.name, Resolved::Lower, e.file_type));
+                }
+            }
+            resolved.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let names = resolved
+            .iter()
+            .filter(|(_, r, _)| !matches!(r, Resolved::Absent))
+            .map(|(n, _, t)| DirEntryName {
+                name: n.clone(),
+                file_type: *t,
+            })
+            .collect();
+        lock(&self.known).listed = Some(resolved.into_iter().map(|(n, r, _)| (n, r)).collect());
+        Ok(names)
+    }
+
+    fn fail(&self, e: OverlayError) -> FsError {
+        self.ctx.fail(e)
+    }
+
+    fn not_found(&self, op: &'static str, name: &[u8]) -> FsError {
+        FsError::io(
+            op,
+            self.display_path(name),
+            io::Error::from(io::ErrorKind::NotFound),
+        )
+    }
+}
+
+/// The source of `name` in `dir` when it is a regular file.
+fn regular_source<D: TreeDir>(dir: &D, name: &[u8]) -> Result<Option<Source>, FsError> {
+    Ok(match dir.stat(name)? {
+        Some(m) if m.file_type() == FileType::Regular => Some(dir.source(name)),
+        _ => None,
+    })
+}
+
+impl<'a, B: Tree> TreeDir for MergedDir<'a, B> {
+    fn path(&self) -> &[u8] {
+        &self.path
+    }
+
+    fn list(&self) -> Result<Vec<DirEntryName>, FsError> {
+        self.list_merged().map_err(|e| self.fail(e))
+    }
+
+    fn stat(&self, name: &[u8]) -> Result<Option<Meta>, FsError> {
+        match self.resolve(name).map_err(|e| self.fail(e))? {
+            Resolved::Upper { meta, .. } => Ok(Some(meta)),
+            Resolved::Lower => match &self.lower {
+                Some(l) => l.stat(name),
+                None => Ok(None),
+            },
+            Resolved::Absent => Ok(None),
+        }
+    }
+
+    fn stat_self(&self) -> Result<Meta, FsError> {
+        match (&self.upper, &self.lower) {
+            (Some(u), _) => u.stat_self(),
+            (None, Some(l)) => l.stat_self(),
+            (None, None) => Err(self.not_found("fstat", b"")),
+        }
+    }
+
+    fn open_dir(&self, name: &[u8]) -> Result<Option<Self>, FsError> {
+        self.open_child(name).map_err(|e| self.fail(e))
+    }
+
+    fn xattr(&self, name: &[u8], attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
+        match self.resolve(name).map_err(|e| self.fail(e))? {
+            Resolved::Upper {
+                capability: Some(known),
+                ..
+            } if attr == CAPABILITY_XATTR => Ok(known),
+            Resolved::Upper { .. } => {
+                let ns = self.ctx.settings.namespace;
+                if ns.is_private(attr.to_bytes()) {
+                    return Ok(None);
+                }
+                match &self.upper {
+                    Some(u) => u.xattr(name, &ns.raw_name(attr)),
+                    None => Ok(None),
+                }
+            }
+            Resolved::Lower => match &self.lower {
+                Some(l) => l.xattr(name, attr),
+                None => Ok(None),
+            },
+            Resolved::Absent => Ok(None),
+        }
+    }
+
+    fn own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
+        let ns = self.ctx.settings.namespace;
+        match (&self.upper, &self.lower) {
+            (Some(_), _) if ns.is_private(attr.to_bytes()) => Ok(None),
+            (Some(u), _) => u.own_xattr(&ns.raw_name(attr)),
+            (None, Some(l)) => l.own_xattr(attr),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn xattrs(&self, name: &[u8]) -> Result<Xattrs, FsError> {
+        match self.resolve(name).map_err(|e| self.fail(e))? {
+            Resolved::Upper { .. } => match &self.upper {
+                Some(u) => Ok(self.ctx.settings.namespace.visible_xattrs(u.xattrs(name)?)),
+                None => Ok(Vec::new()),
+            },
+            Resolved::Lower => match &self.lower {
+                Some(l) => l.xattrs(name),
+                None => Ok(Vec::new()),
+            },
+            Resolved::Absent => Err(self.not_found("llistxattr", name)),
+        }
+    }
+
+    fn read_link(&self, name: &[u8]) -> Result<Vec<u8>, FsError> {
+        match (
+            self.resolve(name).map_err(|e| self.fail(e))?,
+            &self.upper,
+            &self.lower,
+        ) {
+            (Resolved::Upper { .. }, Some(u), _) => u.read_link(name),
+            (Resolved::Lower, _, Some(l)) => l.read_link(name),
+            _ => Err(self.not_found("readlinkat", name)),
+        }
+    }
+
+    fn open_file(&self, name: &[u8]) -> Result<File, FsError> {
+        match (
+            self.resolve(name).map_err(|e| self.fail(e))?,
+            &self.upper,
+            &self.lower,
+        ) {
+            // A metacopy file's own blocks are a hole: its bytes live in the base file.
+            (
+                Resolved::Upper {
+                    data: Some(src), ..
+                },
+                _,
+                _,
+            ) => Ok(src.open_file()?.0),
+            (Resolved::Upper { data: None, .. }, Some(u), _) => u.open_file(name),
+            (Resolved::Lower, _, Some(l)) => l.open_file(name),
+            _ => Err(self.not_found("openat", name)),
+        }
+    }
+
+    fn source(&self, name: &[u8]) -> Source {
+        let resolved = self.resolve(name).unwrap_or(Resolved::Absent);
+        match (resolved, &self.upper, &self.lower) {
+            (Resolved::Lower, _, Some(l)) => l.source(name),
+            (_, Some(u), _) => u.source(name),
+            (_, None, Some(l)) => l.source(name),
+            (_, None, None) => Source::new(self.ctx.upper.root().clone(), join(&self.path, name)),
+        }
+    }
+
+    fn display_path(&self, name: &[u8]) -> PathBuf {
+        match (&self.upper, &self.lower) {
+            (Some(u), _) => u.display_path(name),
+            (None, Some(l)) => l.display_path(name),
+            (None, None) => self.ctx.upper.display_path(&join(&self.path, name)),
+        }
+    }
+}
+
+/// The merged view of an upperdir over a base, as a [`Tree`]: what the kernel's overlay mount
+/// would show, computed in userspace with the same settings as the [`crate::OverlayDiff`] that
+/// made it. Walk it with the naive differ to get the oracle's answer without mounting anything
+/// (index hazards aside: an index's hardlink aliases are invisible here too).
+#[derive(Debug)]
+pub struct MergedView<'a, B: Tree> {
+    ctx: Arc<Ctx<'a, B>>,
+}
+
+impl<B: Tree> Clone for MergedView<'_, B> {
+    fn clone(&self) -> Self {
+        MergedView {
+            ctx: self.ctx.clone(),
+        }
+    }
+}
+
+impl<'a, B: Tree> MergedView<'a, B> {
+    pub(crate) fn from_ctx(ctx: Arc<Ctx<'a, B>>) -> Self {
+        MergedView { ctx }
+    }
+
+    /// The merged root: the upper root over the base root (the kernel never treats the root as
+    /// opaque or redirected).
+    fn root(&self) -> Result<MergedDir<'a, B>, OverlayError> {
+        let upper = self.ctx.upper.open_root()?;
+        let lower = self.ctx.base.open_dir(b"")?;
+        Ok(MergedDir::new(
+            self.ctx.clone(),
+            &b""[..],
+            Some(upper),
+            lower,
+        ))
+    }
+
+    fn open(&self, path: &[u8]) -> Result<Option<MergedDir<'a, B>>, OverlayError> {
+        let mut dir = self.root()?;
+        if path.is_empty() {
+            return Ok(Some(dir));
+        }
+        for name in path.split(|&c| c == b'/') {
+            match dir.open_child(name)? {
+                Some(child) => dir = child,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(dir))
+    }
+}
+
+impl<'a, B: Tree> Tree for MergedView<'a, B> {
+    type Dir = MergedDir<'a, B>;
+
+    fn open_dir(&self, path: &[u8]) -> Result<Option<MergedDir<'a, B>>, FsError> {
+        self.open(path).map_err(|e| self.ctx.fail(e))
+    }
+
+    fn display_path(&self, path: &[u8]) -> PathBuf {
+        self.ctx.upper.display_path(path)
+    }
+}

@@ -1,0 +1,185 @@
+//! The overlay's private xattr namespace, decided once per diff.
+//!
+//! The kernel keeps its bookkeeping under `trusted.overlay.` or, with the `userxattr` mount
+//! option, under `user.overlay.` (fs/overlayfs/xattrs.c). Only that one namespace is private:
+//! the other one is an ordinary user xattr that copy-up carries along, which is why BuildKit,
+//! reading both, mistakes a copied-up foreign `user.overlay.opaque` for an opaque directory
+//! (moby/buildkit#2720). We read exactly one.
+//!
+//! Since Linux 6.7 a user-visible xattr that itself starts with the private prefix is stored
+//! escaped: `trusted.overlay.overlay.X` on disk is `trusted.overlay.X` through the mount.
+
+use std::borrow::Cow;
+use std::ffi::{CStr, CString};
+
+use fs_change::Xattrs;
+
+/// Where the overlay's private xattrs live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Namespace {
+    /// `trusted.overlay.*`: the default for mounts made with `CAP_SYS_ADMIN`.
+    #[default]
+    Trusted,
+    /// `user.overlay.*`: mounts with the `userxattr` option (unprivileged, Linux 5.11+).
+    User,
+}
+
+/// The private xattrs the differ reads, by their suffix after the namespace prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Private {
+    /// `overlay.opaque`: `y` hides the lower directory; `x` does not.
+    Opaque,
+    /// `overlay.redirect`: where a renamed directory or metacopy file's lower lives.
+    Redirect,
+    /// `overlay.metacopy`: the upper file holds metadata only.
+    Metacopy,
+    /// `overlay.origin`: the lower inode a copy-up came from (a file handle).
+    Origin,
+    /// `overlay.nlink`: index bookkeeping of a copied-up hardlink.
+    Nlink,
+    /// `overlay.whiteout`: a zero-size regular file that acts as a whiteout.
+    Whiteout,
+}
+
+impl Namespace {
+    /// The private prefix: `trusted.overlay.` or `user.overlay.`.
+    pub fn prefix(self) -> &'static [u8] {
+        match self {
+            Namespace::Trusted => b"trusted.overlay.",
+            Namespace::User => b"user.overlay.",
+        }
+    }
+
+    /// The full name of one private xattr in this namespace.
+    pub(crate) fn attr(self, which: Private) -> &'static CStr {
+        match (self, which) {
+            (Namespace::Trusted, Private::Opaque) => c"trusted.overlay.opaque",
+            (Namespace::Trusted, Private::Redirect) => c"trusted.overlay.redirect",
+            (Namespace::Trusted, Private::Metacopy) => c"trusted.overlay.metacopy",
+            (Namespace::Trusted, Private::Origin) => c"trusted.overlay.origin",
+            (Namespace::Trusted, Private::Nlink) => c"trusted.overlay.nlink",
+            (Namespace::Trusted, Private::Whiteout) => c"trusted.overlay.whiteout",
+            (Namespace::User, Private::Opaque) => c"user.overlay.opaque",
+            (Namespace::User, Private::Redirect) => c"user.overlay.redirect",
+            (Namespace::User, Private::Metacopy) => c"user.overlay.metacopy",
+            (Namespace::User, Private::Origin) => c"user.overlay.origin",
+            (Namespace::User, Private::Nlink) => c"user.overlay.nlink",
+            (Namespace::User, Private::Whiteout) => c"user.overlay.whiteout",
+        }
+    }
+
+    fn escape_prefix(self) -> &'static [u8] {
+        match self {
+            Namespace::Trusted => b"trusted.overlay.overlay.",
+            Namespace::User => b"user.overlay.overlay.",
+        }
+    }
+
+    /// True for a raw on-disk xattr name the overlay keeps to itself (kernel
+    /// `ovl_is_private_xattr`: in this namespace and not escaped). Never passed on as content.
+    pub fn is_private(self, raw: &[u8]) -> bool {
+        raw.starts_with(self.prefix()) && !raw.starts_with(self.escape_prefix())
+    }
+
+    /// The name a raw on-disk xattr has in the merged view: `None` for a private one,
+    /// `overlay.overlay.X` unescaped to `overlay.X`, anything else unchanged.
+    pub fn visible_name(self, raw: &[u8]) -> Option<Cow<'_, [u8]>> {
+        if raw.starts_with(self.escape_prefix()) {
+            let mut out = self.prefix().to_vec();
+            out.extend_from_slice(&raw[self.escape_prefix().len()..]);
+            Some(Cow::Owned(out))
+        } else if raw.starts_with(self.prefix()) {
+            None
+        } else {
+            Some(Cow::Borrowed(raw))
+        }
+    }
+
+    /// The raw on-disk name that holds the visible xattr `visible` (the inverse of
+    /// [`Namespace::visible_name`]): names under the private prefix gain one `overlay.`.
+    pub fn raw_name(self, visible: &CStr) -> Cow<'_, CStr> {
+        let bytes = visible.to_bytes();
+        if !bytes.starts_with(self.prefix()) {
+            return Cow::Borrowed(visible);
+        }
+        let mut out = self.escape_prefix().to_vec();
+        out.extend_from_slice(&bytes[self.prefix().len()..]);
+        // No NUL can appear: `visible` was a C string.
+        match CString::new(out) {
+            Ok(c) => Cow::Owned(c),
+            Err(_) => Cow::Borrowed(visible),
+        }
+    }
+
+    /// The xattrs of an upper entry as the merged view shows them: private ones dropped, escaped
+    /// ones unescaped, still sorted by name.
+    pub fn visible_xattrs(self, raw: Xattrs) -> Xattrs {
+        let mut out: Xattrs = raw
+            .into_iter()
+            .filter_map(|(name, value)| self.visible_name(&name).map(|v| (v.into_owned(), value)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_chosen_namespace_is_private() {
+        let t = Namespace::Trusted;
+        assert!(t.is_private(b"trusted.overlay.opaque"));
+        assert!(
+            !t.is_private(b"user.overlay.opaque"),
+            "foreign namespace is content"
+        );
+        assert!(
+            !t.is_private(b"trusted.overlay.overlay.opaque"),
+            "escaped is content"
+        );
+        let u = Namespace::User;
+        assert!(u.is_private(b"user.overlay.redirect"));
+        assert!(!u.is_private(b"trusted.overlay.redirect"));
+    }
+
+    #[test]
+    fn escaped_names_round_trip() {
+        let t = Namespace::Trusted;
+        assert_eq!(
+            t.visible_name(b"trusted.overlay.overlay.foo").as_deref(),
+            Some(&b"trusted.overlay.foo"[..])
+        );
+        assert_eq!(t.visible_name(b"trusted.overlay.origin"), None);
+        assert_eq!(
+            t.visible_name(b"security.capability").as_deref(),
+            Some(&b"security.capability"[..])
+        );
+        assert_eq!(
+            t.raw_name(c"trusted.overlay.foo").as_ref(),
+            c"trusted.overlay.overlay.foo"
+        );
+        assert_eq!(
+            t.raw_name(c"security.capability").as_ref(),
+            c"security.capability"
+        );
+    }
+
+    #[test]
+    fn visible_xattrs_filter_and_unescape() {
+        let raw = vec![
+            (b"trusted.overlay.opaque".to_vec(), b"y".to_vec()),
+            (b"trusted.overlay.overlay.x".to_vec(), b"1".to_vec()),
+            (b"user.a".to_vec(), b"2".to_vec()),
+        ];
+        let v = Namespace::Trusted.visible_xattrs(raw);
+        assert_eq!(
+            v,
+            vec![
+                (b"trusted.overlay.x".to_vec(), b"1".to_vec()),
+                (b"user.a".to_vec(), b"2".to_vec()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! How an upperdir says "this lower name is gone": whiteout encodings and the listing of one
+//! upper directory in canonical order, whiteouts placed where the name they hide sorts.
+
+use fs_change::{DirEntryName, FileType, FsError, Meta, PlainDir, TreeDir};
+
+use crate::namespace::{Namespace, Private};
+
+/// The name prefix of an AUFS / fuse-overlayfs whiteout file: `.wh.NAME` hides `NAME`.
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The prefix of AUFS metadata names (`.wh..wh.aufs`, `.wh..wh.plnk`, `.wh..wh.orph`), which
+/// are skipped, except for the opaque sentinel.
+pub const META_PREFIX: &[u8] = b".wh..wh.";
+/// The opaque sentinel file: its presence makes its directory opaque.
+pub const OPAQUE_SENTINEL: &[u8] = b".wh..wh..opq";
+
+/// The whiteout encoding of the upperdir, chosen by the caller (it depends on who wrote the
+/// upperdir, not on anything the differ can probe cheaply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WhiteoutFormat {
+    /// Kernel overlayfs: a character device 0/0 (any mode, owner or link count), or a zero-size
+    /// regular file carrying the private `overlay.whiteout` xattr (Linux 6.18 hides such a name
+    /// at lookup even in the upper layer; measured). Opaque: `overlay.opaque` = `y`.
+    /// Redirects and metacopy apply only to this format.
+    #[default]
+    Kernel,
+    /// AUFS: `.wh.NAME` files, the `.wh..wh..opq` sentinel, other `.wh..wh.*` names are
+    /// metadata and skipped (moby's aufs driver excluded them the same way).
+    Aufs,
+    /// fuse-overlayfs: 0/0 character devices where `mknod` was allowed, `.wh.NAME` files where it
+    /// was not (rootless), and opaque from `overlay.opaque` = `y` in the chosen namespace,
+    /// `user.fuseoverlayfs.opaque` = `y`, or the `.wh..wh..opq` sentinel it always writes too.
+    FuseOverlayfs,
+}
+
+impl WhiteoutFormat {
+    /// 0/0 character devices are whiteouts.
+    pub(crate) fn devices(self) -> bool {
+        matches!(self, WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs)
+    }
+
+    /// `.wh.NAME` files are whiteouts and `.wh..wh.*` names are metadata.
+    pub(crate) fn prefixed_files(self) -> bool {
+        matches!(self, WhiteoutFormat::Aufs | WhiteoutFormat::FuseOverlayfs)
+    }
+
+    /// Zero-size regular files with the private `overlay.whiteout` xattr are whiteouts, and
+    /// overlay xattrs (opaque, redirect, metacopy) have their kernel meaning.
+    pub(crate) fn kernel(self) -> bool {
+        self == WhiteoutFormat::Kernel
+    }
+}
+
+/// One position of an upper directory's listing in canonical order.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// The name in the merged view: the entry's own name, or the name a `.wh.` file hides.
+    pub(crate) name: Box<[u8]>,
+    /// An entry by that name exists in the upper directory (it may still be a device or xattr
+    /// whiteout; only its stat tells).
+    pub(crate) real: bool,
+    /// `d_type` of the real entry, when the filesystem gave one.
+    pub(crate) file_type: Option<FileType>,
+}
+
+/// Turns a raw upper listing (sorted bytewise) into slots sorted by merged name. `.wh.NAME`
+/// files become whiteout slots for `NAME` (a real `NAME` next to one wins: the whiteout only
+/// hides lower layers, fuse-overlayfs#279 leaves such pairs behind), and `.wh..wh.*` names are
+/// dropped (the opaque sentinel among them: [`crate::opaque`] asks for it by name).
+pub(crate) fn slots(format: WhiteoutFormat, listing: Vec<DirEntryName>) -> Vec<Slot> {
+    if !format.prefixed_files() {
+        return listing
+            .into_iter()
+            .map(|e| Slot {
+                name: e.name,
+                real: true,
+                file_type: e.file_type,
+            })
+            .collect();
+    }
+    let mut out: Vec<Slot> = Vec::with_capacity(listing.len());
+    for e in listing {
+        if e.name.starts_with(META_PREFIX) {
+            continue;
+        }
+        if let Some(hidden) = e.name.strip_prefix(WHITEOUT_PREFIX) {
+            // `.wh.`, `.wh..` and `.wh...` name nothing a layer may delete (containerd refuses
+            // them on apply); a name with a `/` cannot come from getdents.
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                continue;
+            }
+            out.push(Slot {
+                name: hidden.into(),
+                real: false,
+                file_type: None,
+            });
+        } else {
+            out.push(Slot {
+                name: e.name,
+                real: true,
+                file_type: e.file_type,
+            });
+        }
+    }
+    // Stable sort keeps a real entry and a whiteout of the same name adjacent; keep the real one.
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(b.real.cmp(&a.real)));
+    out.dedup_by(|later, earlier| later.name == earlier.name);
+    out
+}
+
+/// True when a real upper entry with stat `meta` is itself a whiteout in `format`.
+///
+/// # Errors
+/// Reading the `overlay.whiteout` xattr of a zero-size regular file failed.
+pub(crate) fn is_whiteout_entry(
+    format: WhiteoutFormat,
+    ns: Namespace,
+    dir: &PlainDir,
+    name: &[u8],
+    meta: &Meta,
+) -> Result<bool, FsError> {
+    if format.devices() && meta.is_whiteout_device() {
+        return Ok(true);
+    }
+    if format.kernel() && meta.file_type() == FileType::Regular && meta.size == 0 {
+        // Only the chosen namespace: a foreign `overlay.whiteout` is an ordinary xattr, and a
+        // non-empty file is never a whiteout (kernel ovl_is_whiteout / ovl_path_is_whiteout).
+        return Ok(dir.xattr(name, ns.attr(Private::Whiteout))?.is_some());
+    }
+    Ok(false)
+}
+
+/// True when `hidden` is hidden by a `.wh.` file in the upper directory `dir` (prefixed
+/// formats only): one single-component `statx`.
+pub(crate) fn has_whiteout_file(
+    format: WhiteoutFormat,
+    dir: &PlainDir,
+    hidden: &[u8],
+) -> Result<bool, FsError> {
+    if !format.prefixed_files() {
+        return Ok(false);
+    }
+    let mut name = Vec::with_capacity(WHITEOUT_PREFIX.len() + hidden.len());
+    name.extend_from_slice(WHITEOUT_PREFIX);
+    name.extend_from_slice(hidden);
+    Ok(dir.stat(&name)?.is_some())
+}
+
+/// True when `name` is one the prefixed formats reserve (a whiteout or metadata file), which
+/// never appears in the merged view.
+pub(crate) fn is_reserved_name(format: WhiteoutFormat, name: &[u8]) -> bool {
+    format.prefixed_files() && name.starts_with(WHITEOUT_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&[u8]]) -> Vec<DirEntryName> {
+        let mut v: Vec<DirEntryName> = list
+            .iter()
+            .map(|n| DirEntryName {
+                name: (*n).into(),
+                file_type: None,
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    #[test]
+    fn aufs_whiteouts_sort_where_their_name_does() {
+        let s = slots(
+            WhiteoutFormat::Aufs,
+            names(&[
+                b".wh.zeta",
+                b"alpha",
+                b".wh..wh..opq",
+                b".wh..wh.plnk",
+                b"mid",
+            ]),
+        );
+        let got: Vec<(&[u8], bool)> = s.iter().map(|s| (&*s.name, s.real)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"alpha"[..], true),
+                (&b"mid"[..], true),
+                (&b"zeta"[..], false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_real_entry_beats_its_stale_whiteout_file() {
+        let s = slots(WhiteoutFormat::FuseOverlayfs, names(&[b".wh.a", b"a"]));
+        assert_eq!(s.len(), 1);
+        assert!(s[0].real);
+    }
+
+    #[test]
+    fn kernel_format_keeps_dot_wh_names_as_entries() {
+        let s = slots(WhiteoutFormat::Kernel, names(&[b".wh.a", b".wh..wh..opq"]));
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|s| s.real));
+    }
+
+    #[test]
+    fn degenerate_whiteout_names_are_ignored() {
+        let s = slots(WhiteoutFormat::Aufs, names(&[b".wh.", b".wh..", b".wh..."]));
+        assert!(s.is_empty(), "{s:?}");
+    }
+}
