@@ -286,9 +286,6 @@ fn long_paths_round_trip() {
 
 /// The same with the parallel walk, which must agree with the serial one.
 #[test]
-#[ignore = "naive-diff's parallel walk opens each directory by its full path (Tree::open_dir -> \
-            fs-change Root::open_beneath, one openat2), which fails with ENAMETOOLONG past \
-            PATH_MAX; un-ignore once that resolves long paths component-wise"]
 fn long_paths_round_trip_in_parallel_mode() {
     for seed in 200..206u64 {
         let gen = || GenSpec::new(seed).files(150).long_path(true);
