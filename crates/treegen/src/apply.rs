@@ -12,7 +12,7 @@ use rustix::io::Errno;
 
 use crate::copy::apply_meta;
 use crate::error::TreegenError;
-use crate::sys::{self, NodeKind, RootDir};
+use crate::sys::{self, RootDir};
 use crate::Timestamp;
 
 /// What [`apply_changes`] did.
@@ -242,24 +242,9 @@ impl State<'_> {
                 let target = source_link(&entry.source)?;
                 sys::symlink(dir, name, &target)
             }
-            FileType::Fifo => sys::mknod(dir, name, NodeKind::Fifo, 0o600, 0, 0),
-            FileType::CharDevice => sys::mknod(
-                dir,
-                name,
-                NodeKind::Char,
-                0o600,
-                meta.rdev_major,
-                meta.rdev_minor,
-            ),
-            FileType::BlockDevice => sys::mknod(
-                dir,
-                name,
-                NodeKind::Block,
-                0o600,
-                meta.rdev_major,
-                meta.rdev_minor,
-            ),
-            FileType::Socket => sys::make_socket(dir, name),
+            FileType::Fifo | FileType::CharDevice | FileType::BlockDevice | FileType::Socket => {
+                sys::make_special(dir, name, meta)
+            }
             FileType::Dir | FileType::Unknown => {
                 self.report
                     .skipped

@@ -11,7 +11,7 @@ use fs_change::{FileType, Meta};
 use rustix::io::Errno;
 
 use crate::error::TreegenError;
-use crate::sys::{self, NodeKind, RootDir};
+use crate::sys::{self, RootDir};
 use crate::Timestamp;
 
 /// What [`snapshot_copy`] did.
@@ -167,24 +167,9 @@ impl<'a> Copier<'a> {
                     sys::read_link(sdir, sname).map_err(|e| self.src.err("readlinkat", sp, e))?;
                 sys::symlink(ddir, dname, &target)
             }
-            FileType::Fifo => sys::mknod(ddir, dname, NodeKind::Fifo, 0o600, 0, 0),
-            FileType::CharDevice => sys::mknod(
-                ddir,
-                dname,
-                NodeKind::Char,
-                0o600,
-                meta.rdev_major,
-                meta.rdev_minor,
-            ),
-            FileType::BlockDevice => sys::mknod(
-                ddir,
-                dname,
-                NodeKind::Block,
-                0o600,
-                meta.rdev_major,
-                meta.rdev_minor,
-            ),
-            FileType::Socket => sys::make_socket(ddir, dname),
+            FileType::Fifo | FileType::CharDevice | FileType::BlockDevice | FileType::Socket => {
+                sys::make_special(ddir, dname, meta)
+            }
             FileType::Dir | FileType::Unknown => {
                 self.report
                     .skipped

@@ -304,6 +304,25 @@ pub(crate) fn mknod(
 
 /// Creates a unix socket file named `name` in `dir` by binding a listener to it (there is no
 /// `bindat`; the `/proc/self/fd` path keeps the address short whatever the depth) and closing it.
+/// Creates the fifo, device or socket node `meta` describes (mode 0600; the caller sets
+/// mode, owner and times afterwards), for the copier and the change applier alike.
+pub(crate) fn make_special(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> io::Result<()> {
+    use fs_change::FileType;
+    let kind = match meta.file_type() {
+        FileType::Fifo => NodeKind::Fifo,
+        FileType::CharDevice => NodeKind::Char,
+        FileType::BlockDevice => NodeKind::Block,
+        FileType::Socket => return make_socket(dir, name),
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a special file: {other:?}"),
+            ))
+        }
+    };
+    mknod(dir, name, kind, 0o600, meta.rdev_major, meta.rdev_minor)
+}
+
 pub(crate) fn make_socket(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     let path = proc_path(dir, name);
     if path.as_os_str().len() >= 108 {
