@@ -43,7 +43,9 @@ pub use kind::ChangeKind;
 pub use meta::{FileType, Meta};
 pub use order::compare_paths;
 pub use root::{Root, Source};
-pub use same::{same_file, stat_verdict, SameOptions, Side, StatVerdict, CAPABILITY_XATTR};
+pub use same::{
+    same_bytes, same_file, stat_verdict, SameOptions, Side, StatVerdict, Stream, CAPABILITY_XATTR,
+};
 pub use sink::{ChangeSink, ChannelClosed, ChannelSink, FnSink, SinkError};
 pub use sys::{DirEntryName, Xattrs};
 pub use tree::{DirTree, PlainDir, Tree, TreeDir};

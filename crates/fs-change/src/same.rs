@@ -131,13 +131,9 @@ fn same_content<A: TreeDir, B: TreeDir>(a: Side<'_, A>, b: Side<'_, B>) -> Resul
         FileType::Regular => {
             let fa = a.dir.open_file(a.name)?;
             let fb = b.dir.open_file(b.name)?;
-            let read_err = |dir_path: std::path::PathBuf| move |e| FsError::io("read", dir_path, e);
-            compare_readers(fa, fb).map_err(|(side, e)| {
-                if side == 0 {
-                    read_err(a.dir.display_path(a.name))(e)
-                } else {
-                    read_err(b.dir.display_path(b.name))(e)
-                }
+            same_bytes(fa, fb, a.meta.size).map_err(|(stream, e)| match stream {
+                Stream::First => FsError::io("read", a.dir.display_path(a.name), e),
+                Stream::Second => FsError::io("read", b.dir.display_path(b.name), e),
             })
         }
         // Devices, fifos and sockets have size 0; anything else with a size has no content we
@@ -146,29 +142,84 @@ fn same_content<A: TreeDir, B: TreeDir>(a: Side<'_, A>, b: Side<'_, B>) -> Resul
     }
 }
 
-/// Reads two streams to the end in lockstep; `Err((0|1, e))` tells which side failed.
-fn compare_readers(mut a: impl Read, mut b: impl Read) -> Result<bool, (u8, std::io::Error)> {
-    const CHUNK: usize = 64 * 1024;
-    let mut ba = vec![0u8; CHUNK];
-    let mut bb = vec![0u8; CHUNK];
+/// Which of the two streams given to [`same_bytes`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The first argument.
+    First,
+    /// The second argument.
+    Second,
+}
+
+/// The largest read [`same_bytes`] makes per stream.
+const CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// [`same_bytes`]'s two read buffers, side by side, kept per thread so a compare neither
+    /// allocates nor zero-fills; grown on demand up to `2 * CHUNK`.
+    static BUFFERS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// continuity `compareFileContent`: reads both streams to the end in lockstep and tells whether
+/// their bytes are equal. `size` is the length their stat reported; it only sizes the reads, so
+/// a stream of exactly that length costs one `read` per side (a short read that reaches
+/// `size` is taken as the end, as it is for regular files), and one that is longer or shorter
+/// is still read to its real end.
+///
+/// # Errors
+/// A read failed: `(which stream, the error)`.
+pub fn same_bytes(
+    mut a: impl Read,
+    mut b: impl Read,
+    size: u64,
+) -> Result<bool, (Stream, std::io::Error)> {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => compare_with(&mut bufs, &mut a, &mut b, size),
+        // Re-entered from inside a reader: use buffers of its own.
+        Err(_) => compare_with(&mut Vec::new(), &mut a, &mut b, size),
+    })
+}
+
+fn compare_with(
+    bufs: &mut Vec<u8>,
+    a: &mut impl Read,
+    b: &mut impl Read,
+    size: u64,
+) -> Result<bool, (Stream, std::io::Error)> {
+    let mut remaining = size;
     loop {
-        let na = read_full(&mut a, &mut ba).map_err(|e| (0, e))?;
-        let nb = read_full(&mut b, &mut bb).map_err(|e| (1, e))?;
+        // One byte past the expected end, so that reaching the end needs no extra read.
+        let len = usize::try_from(remaining.saturating_add(1)).map_or(CHUNK, |n| n.min(CHUNK));
+        let expect = usize::try_from(remaining).map_or(len, |n| n.min(len));
+        if bufs.len() < 2 * len {
+            bufs.resize(2 * len, 0);
+        }
+        let (ba, bb) = bufs[..2 * len].split_at_mut(len);
+        let na = fill(a, ba, expect).map_err(|e| (Stream::First, e))?;
+        let nb = fill(b, bb, expect).map_err(|e| (Stream::Second, e))?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }
-        if na < CHUNK {
+        if na < len {
             return Ok(true);
         }
+        remaining = remaining.saturating_sub(len as u64);
     }
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads into `buf` until it is full or the stream ends; a short read that brings the total
+/// to `expect` (less than `buf`) counts as the end.
+fn fill(r: &mut impl Read, buf: &mut [u8], expect: usize) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => {
+                n += k;
+                if n == expect && n < buf.len() {
+                    break;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -226,6 +277,112 @@ mod tests {
             ..a
         };
         assert_eq!(stat_verdict(&a, &b, o), StatVerdict::Different);
+    }
+
+    /// A reader that hands out at most `step` bytes per call and counts its calls.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+        calls: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn byte_comparison_sees_every_difference() {
+        let same = |a: &[u8], b: &[u8], size: usize| same_bytes(a, b, size as u64).expect("read");
+        assert!(same(b"abc", b"abc", 3));
+        assert!(!same(b"abc", b"abd", 3));
+        assert!(!same(b"abc", b"abcd", 3), "one grew past its stat size");
+        assert!(!same(b"abcd", b"abc", 3));
+        assert!(!same(b"ab", b"abc", 3), "one shrank below it");
+        assert!(same(b"abcd", b"abcd", 3), "both grew alike");
+        assert!(same(b"ab", b"ab", 3), "both shrank alike");
+        assert!(same(b"", b"", 0));
+        assert!(!same(b"", b"x", 0));
+        let big = vec![7u8; 200_000];
+        let mut other = big.clone();
+        other[150_000] = 8;
+        assert!(same(&big, &big, big.len()));
+        assert!(!same(&big, &other, big.len()));
+        let mut tail = big.clone();
+        tail[199_999] = 0;
+        assert!(!same(&big, &tail, big.len()), "difference in the last byte");
+        assert!(!same(&big, &big[..CHUNK], big.len()));
+    }
+
+    #[test]
+    fn short_reads_are_followed_to_the_end() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut changed = data.clone();
+        changed[69_999] ^= 1;
+        for step in [1, 7, 4096, CHUNK, usize::MAX] {
+            let (a, b) = (
+                Trickle {
+                    data: &data,
+                    step,
+                    calls: 0,
+                },
+                Trickle {
+                    data: &changed,
+                    step,
+                    calls: 0,
+                },
+            );
+            assert!(
+                !same_bytes(a, b, data.len() as u64).expect("read"),
+                "step {step}"
+            );
+            let mut a = Trickle {
+                data: &data,
+                step,
+                calls: 0,
+            };
+            let mut b = Trickle {
+                data: &data,
+                step,
+                calls: 0,
+            };
+            assert!(same_bytes(&mut a, &mut b, data.len() as u64).expect("read"));
+        }
+    }
+
+    #[test]
+    fn a_file_of_its_stat_size_takes_one_read() {
+        let mut a = Trickle {
+            data: b"hello",
+            step: usize::MAX,
+            calls: 0,
+        };
+        let mut b = Trickle {
+            data: b"hello",
+            step: usize::MAX,
+            calls: 0,
+        };
+        assert!(same_bytes(&mut a, &mut b, 5).expect("read"));
+        assert_eq!((a.calls, b.calls), (1, 1));
+    }
+
+    #[test]
+    fn read_errors_name_their_stream() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("broken"))
+            }
+        }
+        let first = same_bytes(Broken, &b"x"[..], 1).map_err(|(s, _)| s);
+        assert_eq!(first, Err(Stream::First));
+        let second = same_bytes(&b"x"[..], Broken, 1).map_err(|(s, _)| s);
+        assert_eq!(second, Err(Stream::Second));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Thin wrappers over the rustix calls both differs and the writer make, relative to directory
 //! fds, with `io::Error` results. No path resolution policy lives here; see [`crate::root`].
+//!
+//! xattrs of entries named in an open directory are read with `getxattrat(2)` /
+//! `listxattrat(2)` where the kernel has them (6.13+), else through `/proc/self/fd/N/NAME`.
 
 use std::ffi::{CStr, OsStr};
 use std::io;
@@ -8,10 +11,17 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+#[cfg(test)]
+use rustix::fs::CWD;
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
+use rustix::path::Arg;
 
 use crate::meta::{FileType, Meta};
+
+// The one place fs-change makes a raw syscall (rustix does not wrap these yet).
+#[allow(unsafe_code)]
+mod xattrat;
 
 /// One name read from a directory with `getdents64`, with the kernel's `d_type` hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +82,27 @@ pub fn open_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
 pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntryName>> {
     // getdents continues from the fd's offset; rewind so a listing is always complete.
     rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
-    let mut buf: Vec<MaybeUninit<u8>> = vec![MaybeUninit::uninit(); 64 * 1024];
-    let mut raw = rustix::fs::RawDir::new(dir, &mut buf);
+    DIRENT_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => read_dir_names(dir, &mut buf),
+        Err(_) => read_dir_names(dir, &mut Vec::new()),
+    })
+}
+
+thread_local! {
+    /// [`list_dir`]'s `getdents64` buffer, kept per thread: a walk lists thousands of
+    /// directories, and a fresh 64 KiB allocation each time shows in its profile.
+    static DIRENT_BUF: std::cell::RefCell<Vec<MaybeUninit<u8>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn read_dir_names(
+    dir: BorrowedFd<'_>,
+    buf: &mut Vec<MaybeUninit<u8>>,
+) -> io::Result<Vec<DirEntryName>> {
+    if buf.len() < 64 * 1024 {
+        buf.resize(64 * 1024, MaybeUninit::uninit());
+    }
+    let mut raw = rustix::fs::RawDir::new(dir, buf);
     let mut out = Vec::new();
     while let Some(entry) = raw.next() {
         let entry = entry?;
@@ -99,9 +128,9 @@ pub fn read_link_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     Ok(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
 }
 
-/// The `/proc/self/fd/N/NAME` path that names `name` inside the directory open as `dir`,
-/// so that `l*xattr` calls act on any entry type (symlinks, devices and fifos cannot be opened
-/// `O_RDONLY` for `fgetxattr`) without resolving the full path again.
+/// The `/proc/self/fd/N/NAME` path that names `name` inside the directory open as `dir`, so
+/// that `l*xattr` calls act on any entry type (symlinks, devices and fifos cannot be opened
+/// `O_RDONLY` for `fgetxattr`): the fallback for kernels without `getxattrat`.
 fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
     let mut p = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
     if !name.is_empty() {
@@ -115,29 +144,87 @@ fn absent(e: Errno) -> bool {
     matches!(e, Errno::NODATA | Errno::NOTSUP | Errno::NOENT)
 }
 
-/// `lgetxattr` of one attribute of `name` inside `dir` (`name` empty: `dir` itself).
-/// `Ok(None)` when the attribute is absent or the filesystem has no xattrs.
-pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &[u8], attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+/// True when this kernel has `getxattrat(2)` / `listxattrat(2)` (Linux 6.13+) and the xattr
+/// calls by name below use them; probed once per process. Otherwise they go through
+/// `/proc/self/fd/N/NAME`, which costs a procfs walk per call.
+pub fn has_xattrat() -> bool {
+    xattrat::available()
+}
+
+/// One raw read of `attr` on `name` in `dir` into `buf` (empty `buf`: the size it needs):
+/// `getxattrat(AT_SYMLINK_NOFOLLOW)`, or `lgetxattr` on the procfs path without it, or
+/// `fgetxattr` on `dir` itself for an empty name.
+fn get_raw(dir: BorrowedFd<'_>, name: &[u8], attr: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
     if name.is_empty() {
         // `/proc/self/fd/N` is a magic link: l*xattr would read the link, not the directory.
-        return get_xattr_fd(dir, attr);
+        return fget_raw(dir, attr, buf);
+    }
+    if xattrat::available() {
+        let flags = AtFlags::SYMLINK_NOFOLLOW;
+        match name.into_with_c_str(|n| xattrat::get(dir, n, flags, attr, buf)) {
+            Err(Errno::NOSYS) => xattrat::mark_missing(),
+            done => return done,
+        }
+    }
+    // rustix answers a size query only through its `_query` forms.
+    let path = proc_path(dir, name);
+    match buf.is_empty() {
+        true => rustix::fs::lgetxattr_query(path, attr),
+        false => rustix::fs::lgetxattr(path, attr, buf),
+    }
+}
+
+/// `fgetxattr(fd, attr)` into `buf` (empty: the size it needs).
+fn fget_raw(fd: BorrowedFd<'_>, attr: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    match buf.is_empty() {
+        true => rustix::fs::fgetxattr_query(fd, attr),
+        false => rustix::fs::fgetxattr(fd, attr, buf),
+    }
+}
+
+/// One raw `listxattrat(AT_SYMLINK_NOFOLLOW)` of `name` in `dir` (empty: `dir` itself) into
+/// `buf` (empty `buf`: the size it needs), or `llistxattr` on the procfs path without it.
+fn list_raw(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+    if xattrat::available() {
+        let flags = match name.is_empty() {
+            true => AtFlags::SYMLINK_NOFOLLOW | AtFlags::EMPTY_PATH,
+            false => AtFlags::SYMLINK_NOFOLLOW,
+        };
+        match name.into_with_c_str(|n| xattrat::list(dir, n, flags, buf)) {
+            Err(Errno::NOSYS) => xattrat::mark_missing(),
+            done => return done,
+        }
     }
     let path = proc_path(dir, name);
+    // The magic link itself (empty name) is followed to the directory.
+    match (name.is_empty(), buf.is_empty()) {
+        (true, true) => rustix::fs::listxattr_query(path),
+        (true, false) => rustix::fs::listxattr(path, buf),
+        (false, true) => rustix::fs::llistxattr_query(path),
+        (false, false) => rustix::fs::llistxattr(path, buf),
+    }
+}
+
+/// Reads a whole attribute value with `get`, which fills a buffer (or, given an empty one,
+/// says how large it must be): one call for values up to 256 bytes.
+fn read_value(
+    mut get: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
+) -> io::Result<Option<Vec<u8>>> {
     let mut small = [0u8; 256];
-    match rustix::fs::lgetxattr(&path, attr, &mut small[..]) {
+    match get(&mut small) {
         Ok(n) => return Ok(Some(small[..n].to_vec())),
         Err(e) if absent(e) => return Ok(None),
         Err(Errno::RANGE) => {}
         Err(e) => return Err(e.into()),
     }
     loop {
-        let size = match rustix::fs::lgetxattr_query(&path, attr) {
+        let size = match get(&mut []) {
             Ok(n) => n,
             Err(e) if absent(e) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let mut buf = vec![0u8; size];
-        match rustix::fs::lgetxattr(&path, attr, &mut buf[..]) {
+        match get(&mut buf) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
@@ -149,48 +236,44 @@ pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &[u8], attr: &CStr) -> io::Result
     }
 }
 
+/// `getxattrat(dir, name, AT_SYMLINK_NOFOLLOW)` of one attribute (`name` empty: `fgetxattr`
+/// on `dir` itself); on kernels before 6.13, `lgetxattr` on `/proc/self/fd/N/NAME`. Acts on a
+/// symlink itself, never its target. `Ok(None)` when the attribute or the entry is absent, or
+/// the filesystem has no xattrs.
+pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &[u8], attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+    read_value(|buf| get_raw(dir, name, attr, buf))
+}
+
 /// `fgetxattr` on an open directory or regular file: the cheap form for the directory a walker
 /// already holds open.
 pub fn get_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
-    let mut small = [0u8; 256];
-    match rustix::fs::fgetxattr(fd, attr, &mut small[..]) {
-        Ok(n) => return Ok(Some(small[..n].to_vec())),
-        Err(e) if absent(e) => return Ok(None),
-        Err(Errno::RANGE) => {}
-        Err(e) => return Err(e.into()),
-    }
-    loop {
-        let size = match rustix::fs::fgetxattr_query(fd, attr) {
-            Ok(n) => n,
-            Err(e) if absent(e) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut buf = vec![0u8; size];
-        match rustix::fs::fgetxattr(fd, attr, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(buf));
-            }
-            Err(e) if absent(e) => return Ok(None),
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    read_value(|buf| fget_raw(fd, attr, buf))
+}
+
+/// `listxattrat(dir, name, AT_SYMLINK_NOFOLLOW)` into `buf` (`name` empty: `dir` itself; on
+/// kernels before 6.13, `llistxattr` on `/proc/self/fd/N/NAME`): the NUL-separated attribute
+/// names, or `Ok(None)` when they do not fit in `buf`. A filesystem without xattrs, or an entry
+/// that is gone, lists none (as [`get_xattr_at`] reads nothing from them).
+/// One syscall that answers every "is attribute X set?" question about an entry at once.
+pub fn list_xattr_names_at<'b>(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    buf: &'b mut [u8],
+) -> io::Result<Option<&'b [u8]>> {
+    match list_raw(dir, name, buf) {
+        Ok(n) => Ok(Some(&buf[..n])),
+        Err(e) if absent(e) => Ok(Some(&[])),
+        Err(Errno::RANGE) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// `llistxattr` + `lgetxattr` of `name` inside `dir`: every attribute name with its value,
-/// sorted by name. Attributes that vanish between the two calls are left out.
+/// `listxattrat` + `getxattrat` of `name` inside `dir` (the procfs forms before Linux 6.13):
+/// every attribute name with its value, sorted by name. Attributes that vanish between the two
+/// calls are left out.
 pub fn list_xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Xattrs> {
-    let path = proc_path(dir, name);
-    // With an empty name the path is the magic link itself: follow it to the directory.
-    let follow = name.is_empty();
     let names = loop {
-        let queried = if follow {
-            rustix::fs::listxattr_query(&path)
-        } else {
-            rustix::fs::llistxattr_query(&path)
-        };
-        let size = match queried {
+        let size = match list_raw(dir, name, &mut []) {
             Ok(n) => n,
             Err(Errno::NOTSUP) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -199,12 +282,7 @@ pub fn list_xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Xattrs> {
             return Ok(Vec::new());
         }
         let mut buf = vec![0u8; size];
-        let listed = if follow {
-            rustix::fs::listxattr(&path, &mut buf[..])
-        } else {
-            rustix::fs::llistxattr(&path, &mut buf[..])
-        };
-        match listed {
+        match list_raw(dir, name, &mut buf) {
             Ok(n) => {
                 buf.truncate(n);
                 break buf;
@@ -234,3 +312,183 @@ pub fn fd(owned: &OwnedFd) -> BorrowedFd<'_> {
 
 /// Extended attributes as (name, value) pairs, sorted by name.
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use rustix::fs::XattrFlags;
+
+    use super::*;
+
+    /// Runs `f` with the `*xattrat` calls (`fast`) or with the procfs fallback forced, and
+    /// returns how many `*xattrat` calls it made.
+    fn in_mode(fast: bool, f: impl FnOnce()) -> u64 {
+        xattrat::FORCE_FALLBACK.with(|c| c.set(!fast));
+        let before = xattrat::CALLS.with(std::cell::Cell::get);
+        f();
+        xattrat::FORCE_FALLBACK.with(|c| c.set(false));
+        xattrat::CALLS.with(std::cell::Cell::get) - before
+    }
+
+    /// The running kernel's (major, minor).
+    fn kernel() -> (u32, u32) {
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy().into_owned();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        (major, minor)
+    }
+
+    #[test]
+    fn xattrat_is_detected_on_kernels_that_have_it() {
+        if kernel() < (6, 13) {
+            println!("SKIP: kernel {:?} predates getxattrat", kernel());
+            return;
+        }
+        assert!(has_xattrat(), "Linux {:?} has getxattrat", kernel());
+        let calls = in_mode(true, || {
+            assert_eq!(
+                get_xattr_at(CWD, b"tmp", c"user.ovdiff.none").ok(),
+                Some(None)
+            );
+        });
+        assert_eq!(calls, 1, "the fast path makes exactly one call");
+        let calls = in_mode(false, || {
+            assert!(!has_xattrat(), "the test hook forces the fallback");
+            assert_eq!(
+                get_xattr_at(CWD, b"tmp", c"user.ovdiff.none").ok(),
+                Some(None)
+            );
+        });
+        assert_eq!(calls, 0, "the fallback never calls getxattrat");
+    }
+
+    /// A directory holding `file` (user.a = "file", user.big = 3000 bytes), `link` → `file`,
+    /// and `dangling` → nowhere; the directory itself has user.d = "dir". `None` when this
+    /// filesystem refuses user xattrs.
+    fn fixture() -> Option<tempfile::TempDir> {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = tmp.path();
+        std::fs::write(p.join("file"), b"x").expect("write");
+        std::os::unix::fs::symlink("file", p.join("link")).expect("symlink");
+        std::os::unix::fs::symlink("missing", p.join("dangling")).expect("symlink");
+        let set = |path: &std::path::Path, attr: &CStr, value: &[u8]| {
+            rustix::fs::setxattr(path, attr, value, XattrFlags::empty())
+        };
+        if let Err(e) = set(&p.join("file"), c"user.a", b"file") {
+            println!("SKIP: user xattrs refused here: {e}");
+            return None;
+        }
+        set(&p.join("file"), c"user.big", &[7u8; 3000]).expect("setxattr big");
+        set(p, c"user.d", b"dir").expect("setxattr dir");
+        Some(tmp)
+    }
+
+    fn check_reads(dir: BorrowedFd<'_>) {
+        let get = |name: &[u8], attr: &CStr| get_xattr_at(dir, name, attr).expect("getxattr");
+        assert_eq!(get(b"file", c"user.a").as_deref(), Some(&b"file"[..]));
+        assert_eq!(
+            get(b"file", c"user.big"),
+            Some(vec![7u8; 3000]),
+            "past 256 bytes"
+        );
+        assert_eq!(get(b"file", c"user.none"), None);
+        assert_eq!(
+            get(b"missing", c"user.a"),
+            None,
+            "a missing entry has no attributes"
+        );
+        assert_eq!(get(b"link", c"user.a"), None, "a symlink is never followed");
+        assert_eq!(get(b"dangling", c"user.a"), None);
+        assert_eq!(
+            get(b"", c"user.d").as_deref(),
+            Some(&b"dir"[..]),
+            "the directory itself"
+        );
+
+        let mut buf = [0u8; 256];
+        let names = list_xattr_names_at(dir, b"file", &mut buf).expect("listxattr");
+        let mut names: Vec<&[u8]> = names
+            .expect("fits")
+            .split(|&c| c == 0)
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        assert_eq!(names, [&b"user.a"[..], &b"user.big"[..]]);
+        let mut tiny = [0u8; 4];
+        assert!(list_xattr_names_at(dir, b"file", &mut tiny)
+            .expect("listxattr")
+            .is_none());
+        let link = list_xattr_names_at(dir, b"link", &mut buf).expect("listxattr");
+        assert!(
+            !link.expect("fits").windows(6).any(|w| w == b"user.a"),
+            "the link's own list"
+        );
+        let missing = list_xattr_names_at(dir, b"missing", &mut buf).expect("listxattr");
+        assert_eq!(missing, Some(&b""[..]), "a missing entry lists nothing");
+
+        let all = list_xattrs_at(dir, b"file").expect("list");
+        assert_eq!(
+            all,
+            vec![
+                (b"user.a".to_vec(), b"file".to_vec()),
+                (b"user.big".to_vec(), vec![7u8; 3000])
+            ]
+        );
+        let own = list_xattrs_at(dir, b"").expect("list dir");
+        assert!(
+            own.contains(&(b"user.d".to_vec(), b"dir".to_vec())),
+            "{own:?}"
+        );
+    }
+
+    #[test]
+    fn xattr_reads_by_name_agree_on_both_paths() {
+        let Some(tmp) = fixture() else { return };
+        let dir = rustix::fs::open(
+            tmp.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open dir");
+        let fast = in_mode(true, || check_reads(dir.as_fd()));
+        if has_xattrat() {
+            assert!(fast > 0, "the fast path was taken");
+        } else {
+            println!("SKIP: fast path: this kernel has no getxattrat");
+        }
+        let fallback = in_mode(false, || check_reads(dir.as_fd()));
+        assert_eq!(fallback, 0, "the fallback path was taken");
+    }
+
+    #[test]
+    fn a_symlinks_own_xattrs_are_read_on_both_paths() {
+        let Some(tmp) = fixture() else { return };
+        // Only trusted.* (and security.*) can be set on a symlink itself; that needs root.
+        let link = tmp.path().join("link");
+        if let Err(e) =
+            rustix::fs::lsetxattr(&link, c"trusted.ovdiff", b"link", XattrFlags::empty())
+        {
+            println!("SKIP: cannot set trusted.* on a symlink here: {e}");
+            return;
+        }
+        let dir = rustix::fs::open(
+            tmp.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open dir");
+        for fast in [true, false] {
+            in_mode(fast, || {
+                let got = get_xattr_at(dir.as_fd(), b"link", c"trusted.ovdiff").expect("get");
+                assert_eq!(got.as_deref(), Some(&b"link"[..]), "fast {fast}");
+                let file = get_xattr_at(dir.as_fd(), b"file", c"trusted.ovdiff").expect("get");
+                assert_eq!(file, None, "the target does not have it (fast {fast})");
+                let all = list_xattrs_at(dir.as_fd(), b"link").expect("list");
+                assert_eq!(all, vec![(b"trusted.ovdiff".to_vec(), b"link".to_vec())]);
+            });
+        }
+    }
+}

@@ -1,22 +1,18 @@
 //! continuity *sameFile*'s last steps for a copy-up whose stat fields match the base, reusing
-//! what the fast walk already holds open.
+//! what the fast walk already knows.
 //!
-//! [`fs_change::same_file`] implements the same steps with name-based calls (`lgetxattr` through
-//! `/proc/self/fd/N/NAME`, a fresh `openat` per side). On a copy-up storm over a tar-extracted
-//! base (every mtime truncated, so every unchanged copy-up needs its bytes compared) those
-//! lookups dominate. Here the upper file is already open ([`UpperFile`]) and the base file is
-//! opened once for the capability and the bytes.
+//! [`fs_change::same_file`] implements the same steps through the [`TreeDir`] interface, asking
+//! for each attribute by name. Here the upper entry's attribute names were already listed
+//! ([`UpperFile`]), so an absent upper capability costs nothing; bytes are compared with
+//! [`fs_change::same_bytes`], one `read` per side for a file of its stat size.
 
-use std::io::{self, Read};
-use std::os::fd::AsFd;
-
-use fs_change::{sys, FsError, Meta, Source, TreeDir, CAPABILITY_XATTR};
+use fs_change::{same_bytes, FsError, Meta, Source, Stream, TreeDir, CAPABILITY_XATTR};
 
 use crate::upperfile::UpperFile;
 
 /// continuity *sameFile* step 3 for an upper entry whose stat fields match the base: equal
 /// `security.capability` bytes (missing = empty). The upper value comes through `upper` (its
-/// open fd for a regular file), the base one by name: opening the base file for a single read
+/// listed names), the base one by name (`getxattrat`): opening the base file for a single read
 /// would cost more, and more opens make parallel workers contend on the shared fd table.
 ///
 /// # Errors
@@ -31,12 +27,12 @@ pub(crate) fn same_capability<D: TreeDir>(
 }
 
 /// continuity *sameFile* steps 3 and 6 for a regular file whose stat fields match the base with
-/// both mtimes at zero nanoseconds: the capability, then the bytes. The base file is opened once
-/// for both; the upper file's bytes come from its open fd, or from `data` for a metacopy file
-/// (never from the upper file itself).
+/// both mtimes at zero nanoseconds: the capability ([`same_capability`]), then the bytes. The
+/// upper bytes come from the upper file, or from `data` for a metacopy file (never from the
+/// upper file itself).
 ///
 /// # Errors
-/// Opening or reading either side failed.
+/// Reading a capability, or opening or reading either side, failed.
 pub(crate) fn same_regular_content<D: TreeDir>(
     upper: &mut UpperFile<'_>,
     data: Option<&Source>,
@@ -44,77 +40,155 @@ pub(crate) fn same_regular_content<D: TreeDir>(
     name: &[u8],
     meta: &Meta,
 ) -> Result<bool, FsError> {
-    let base_file = base.open_file(name)?;
-    let base_cap = sys::get_xattr_fd(base_file.as_fd(), CAPABILITY_XATTR)
-        .map_err(|e| FsError::io("fgetxattr", base.display_path(name), e))?;
-    if upper.xattr(CAPABILITY_XATTR)?.unwrap_or_default() != base_cap.unwrap_or_default() {
+    if !same_capability(upper, base, name)? {
         return Ok(false);
     }
     if meta.size == 0 {
         return Ok(true);
     }
+    let base_file = base.open_file(name)?;
     let (upper_file, upper_path) = match data {
         Some(src) => (src.open_file()?.0, src.display_path()),
         None => (upper.reader()?, upper.display_path()),
     };
-    same_bytes(upper_file, base_file, meta.size).map_err(|(side, e)| match side {
-        Side::Upper => FsError::io("read", upper_path, e),
-        Side::Base => FsError::io("read", base.display_path(name), e),
+    same_bytes(upper_file, base_file, meta.size).map_err(|(stream, e)| match stream {
+        Stream::First => FsError::io("read", upper_path, e),
+        Stream::Second => FsError::io("read", base.display_path(name), e),
     })
-}
-
-enum Side {
-    Upper,
-    Base,
-}
-
-/// Reads both streams to the end in lockstep (continuity `compareFileContent`), with buffers
-/// no larger than the files.
-fn same_bytes(mut a: impl Read, mut b: impl Read, size: u64) -> Result<bool, (Side, io::Error)> {
-    const CHUNK: u64 = 64 * 1024;
-    let len = usize::try_from(size.clamp(1, CHUNK)).unwrap_or(CHUNK as usize);
-    let (mut ba, mut bb) = (vec![0u8; len], vec![0u8; len]);
-    loop {
-        let na = read_full(&mut a, &mut ba).map_err(|e| (Side::Upper, e))?;
-        let nb = read_full(&mut b, &mut bb).map_err(|e| (Side::Base, e))?;
-        if na != nb || ba[..na] != bb[..nb] {
-            return Ok(false);
-        }
-        if na < len {
-            return Ok(true);
-        }
-    }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use fs_change::{DirTree, PlainDir};
+    use rustix::fs::XattrFlags;
+
     use super::*;
 
+    /// A valid `security.capability` value (VFS_CAP_REVISION_2, effective, `permitted` in the
+    /// low word).
+    fn caps(permitted: u32) -> Vec<u8> {
+        [0x0200_0001u32, permitted, 0, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect()
+    }
+
+    struct Pair {
+        _tmp: tempfile::TempDir,
+        upper: PlainDir,
+        base: PlainDir,
+    }
+
+    /// `upper/NAME` and `base/NAME` for each (name, upper bytes, base bytes); `None` when this
+    /// filesystem or user cannot set `security.capability`.
+    fn pair(
+        files: &[(&str, &[u8], &[u8])],
+        upper_caps: &[(&str, u32)],
+        base_caps: &[(&str, u32)],
+    ) -> Option<Pair> {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (u, b) = (tmp.path().join("upper"), tmp.path().join("base"));
+        std::fs::create_dir(&u).expect("mkdir");
+        std::fs::create_dir(&b).expect("mkdir");
+        for (name, up, low) in files {
+            std::fs::write(u.join(name), up).expect("write");
+            std::fs::write(b.join(name), low).expect("write");
+        }
+        let set = |dir: &Path, name: &str, permitted: u32| {
+            rustix::fs::setxattr(
+                dir.join(name),
+                CAPABILITY_XATTR,
+                &caps(permitted),
+                XattrFlags::empty(),
+            )
+        };
+        for (dir, list) in [(&u, upper_caps), (&b, base_caps)] {
+            for (name, permitted) in list {
+                if let Err(e) = set(dir, name, *permitted) {
+                    println!("SKIP: cannot set security.capability here: {e}");
+                    return None;
+                }
+            }
+        }
+        let open = |p: &Path| DirTree::open(p).expect("tree").open_root().expect("root");
+        Some(Pair {
+            upper: open(&u),
+            base: open(&b),
+            _tmp: tmp,
+        })
+    }
+
+    fn meta_of(dir: &PlainDir, name: &str) -> Meta {
+        dir.stat(name.as_bytes()).expect("stat").expect("exists")
+    }
+
     #[test]
-    fn lockstep_comparison_sees_every_difference() {
-        let same =
-            |a: &[u8], b: &[u8]| matches!(same_bytes(a, b, a.len().max(b.len()) as u64), Ok(true));
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"), "a file that grew");
-        let big = vec![7u8; 200_000];
-        let mut other = big.clone();
-        other[150_000] = 8;
-        assert!(same(&big, &big));
-        assert!(!same(&big, &other));
-        assert!(same(b"", b""));
+    fn capabilities_decide_only_when_they_differ() {
+        let files: &[(&str, &[u8], &[u8])] = &[
+            ("none", b"x", b"x"),
+            ("same", b"x", b"x"),
+            ("other", b"x", b"x"),
+            ("dropped", b"x", b"x"),
+            ("added", b"x", b"x"),
+        ];
+        let upper_caps = [("same", 1 << 10), ("other", 1 << 12), ("added", 1 << 10)];
+        let base_caps = [("same", 1 << 10), ("other", 1 << 10), ("dropped", 1 << 10)];
+        let Some(p) = pair(files, &upper_caps, &base_caps) else {
+            return;
+        };
+        for (name, same) in [
+            ("none", true),
+            ("same", true),
+            ("other", false),
+            ("dropped", false),
+            ("added", false),
+        ] {
+            let mut file = UpperFile::new(&p.upper, name.as_bytes());
+            let got = same_capability(&mut file, &p.base, name.as_bytes()).expect("compare");
+            assert_eq!(got, same, "{name}");
+        }
+    }
+
+    #[test]
+    fn content_is_compared_after_the_capability() {
+        let files: &[(&str, &[u8], &[u8])] = &[
+            ("equal", b"same bytes", b"same bytes"),
+            ("edited", b"same bytes", b"sane bytes"),
+            ("capped", b"same bytes", b"same bytes"),
+            ("empty", b"", b""),
+        ];
+        let Some(p) = pair(files, &[("capped", 1 << 10)], &[]) else {
+            return;
+        };
+        for (name, same) in [
+            ("equal", true),
+            ("edited", false),
+            ("capped", false),
+            ("empty", true),
+        ] {
+            let meta = meta_of(&p.upper, name);
+            let mut file = UpperFile::new(&p.upper, name.as_bytes());
+            let got = same_regular_content(&mut file, None, &p.base, name.as_bytes(), &meta)
+                .expect("compare");
+            assert_eq!(got, same, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_metacopy_files_bytes_come_from_its_data_source() {
+        let files: &[(&str, &[u8], &[u8])] = &[("meta", b"\0\0\0\0", b"data")];
+        let Some(p) = pair(files, &[], &[]) else {
+            return;
+        };
+        let meta = meta_of(&p.upper, "meta");
+        let data = p.base.source(b"meta");
+        let mut file = UpperFile::new(&p.upper, b"meta");
+        let got = same_regular_content(&mut file, Some(&data), &p.base, b"meta", &meta);
+        assert!(
+            got.expect("compare"),
+            "the upper file's own (hole) bytes are never read"
+        );
     }
 }

@@ -84,6 +84,7 @@ mod stats;
 mod upperfile;
 mod walk;
 mod whiteout;
+mod xwhiteout;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -135,7 +136,7 @@ impl<'a, B: Tree> OverlayDiff<'a, B> {
         self
     }
 
-    /// How the upperdir encodes whiteouts (kernel, AUFS, fuse-overlayfs).
+    /// How the upperdir encodes whiteouts (kernel, AUFS, fuse-overlayfs, gVisor xattrs).
     pub fn whiteouts(mut self, format: WhiteoutFormat) -> Self {
         self.settings.whiteouts = format;
         self

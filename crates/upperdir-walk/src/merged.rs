@@ -34,6 +34,7 @@ use crate::redirect::{Redirect, Redirects};
 use crate::settings::Settings;
 use crate::upperfile::UpperFile;
 use crate::whiteout;
+use crate::xwhiteout;
 
 /// What one diff shares between its walkers: the two trees, the settings, and two side
 /// channels for what a [`TreeDir`] method cannot return (typed errors, metacopy data sources).
@@ -228,7 +229,8 @@ impl<'a, B: Tree> MergedDir<'a, B> {
             if let Some(meta) = upper.stat(name)? {
                 return self.upper_entry(upper, name, meta);
             }
-            if whiteout::has_whiteout_file(format, upper, name)? {
+            let (ns, names) = (self.ctx.settings.namespace, self.upper_names.as_ref());
+            if whiteout::has_whiteout_file(format, ns, upper, names, name)? {
                 return Ok(Resolved::Absent);
             }
         }
@@ -249,7 +251,7 @@ impl<'a, B: Tree> MergedDir<'a, B> {
         if whiteout::is_whiteout_entry(s.whiteouts, s.namespace, upper, name, &meta)? {
             return Ok(Resolved::Absent);
         }
-        let data = self.metacopy_data(name, &meta, &mut UpperFile::new(upper, name, &meta))?;
+        let data = self.metacopy_data(name, &meta, &mut UpperFile::new(upper, name))?;
         if let Some(src) = &data {
             lock(&self.ctx.metacopy_data).insert(join(&self.path, name).into(), src.clone());
         }
@@ -362,7 +364,13 @@ impl<'a, B: Tree> MergedDir<'a, B> {
         };
         let s = &self.ctx.settings;
         let names = OwnNames::read(&child)?;
-        let (lower, choice) = if opaque::is_opaque(s.whiteouts, s.namespace, &child, &names)? {
+        let (lower, choice) = if s.whiteouts.xattr_names()
+            && xwhiteout::hides(s.namespace, upper, self.upper_names.as_ref(), name)?
+        {
+            // gVisor: a directory created over a whiteout xattr does not merge with the lower
+            // one, whose children stay hidden.
+            (None, LowerChoice::Opaque)
+        } else if opaque::is_opaque(s.whiteouts, s.namespace, &child, &names)? {
             // ovl_lookup_single: an opaque directory stops the lookup before any redirect.
             (None, LowerChoice::Opaque)
         } else if let Some(value) = match s.whiteouts.kernel() {
@@ -414,7 +422,7 @@ impl<'a, B: Tree> MergedDir<'a, B> {
         let format = self.ctx.settings.whiteouts;
         let mut resolved: Vec<(Box<[u8]>, Resolved, Option<FileType>)> = Vec::new();
         if let Some(upper) = &self.upper {
-            let slots = whiteout::slots(format, upper.list()?);
+            let slots = whiteout::list_slots(format, self.ctx.settings.namespace, upper)?;
             for slot in slots {
                 let r = if slot.real {
                     let meta = upper

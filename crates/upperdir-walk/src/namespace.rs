@@ -68,6 +68,16 @@ impl Namespace {
         }
     }
 
+    /// The prefix of gVisor-style whiteout xattrs on a directory: `trusted.overlay.whiteout.`
+    /// or `user.overlay.whiteout.`, followed by the name of the hidden child
+    /// ([`crate::WhiteoutFormat::Xattr`]).
+    pub fn whiteout_prefix(self) -> &'static [u8] {
+        match self {
+            Namespace::Trusted => b"trusted.overlay.whiteout.",
+            Namespace::User => b"user.overlay.whiteout.",
+        }
+    }
+
     fn escape_prefix(self) -> &'static [u8] {
         match self {
             Namespace::Trusted => b"trusted.overlay.overlay.",

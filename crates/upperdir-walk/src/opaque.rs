@@ -31,8 +31,10 @@ pub enum OpaquePolicy {
 const FUSE_OPAQUE: &std::ffi::CStr = c"user.fuseoverlayfs.opaque";
 
 /// True when the open upper directory `dir` (whose xattr names are `names`) is marked opaque in
-/// `format`: the chosen namespace's `overlay.opaque` is exactly `y`, or, for the prefixed
-/// formats, the sentinel file exists (one `statx`) or fuse-overlayfs's own xattr says `y`.
+/// `format`: the chosen namespace's `overlay.opaque` is exactly `y` (kernel, fuse-overlayfs),
+/// or, for the prefixed formats, the sentinel file exists (one `statx`) or fuse-overlayfs's own
+/// xattr says `y`. gVisor's xattr format has no opaque marker (its parent's whiteout xattr
+/// plays that part, see [`crate::WhiteoutFormat::Xattr`]).
 ///
 /// # Errors
 /// Reading the xattr or stat-ing the sentinel failed.
@@ -43,7 +45,11 @@ pub(crate) fn is_opaque(
     names: &OwnNames,
 ) -> Result<bool, FsError> {
     let yes = |v: Option<Vec<u8>>| v.as_deref() == Some(b"y");
-    if format != WhiteoutFormat::Aufs && yes(names.get(dir, ns.attr(Private::Opaque))?) {
+    let reads_opaque = matches!(
+        format,
+        WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs
+    );
+    if reads_opaque && yes(names.get(dir, ns.attr(Private::Opaque))?) {
         return Ok(true);
     }
     if format == WhiteoutFormat::FuseOverlayfs && yes(names.get(dir, FUSE_OPAQUE)?) {

@@ -225,9 +225,14 @@ fn worker<B: Tree>(shared: &Shared<'_, '_, B>) {
         let mut st = shared.lock();
         st.buffered += size;
         st.done.insert(id, (level, size));
+        let awaited = st.waiting_for == Some(id);
         drop(st);
-        shared.done.notify_all();
-        shared.work.notify_all();
+        // Only the consumer can use a finished job, and only the one it waits for: waking it
+        // (or idle workers, whom a finished job gives nothing to do) for any other would cost a
+        // context switch on a core the other worker needs.
+        if awaited {
+            shared.done.notify_one();
+        }
     }
 }
 
@@ -315,15 +320,23 @@ fn walk_inline<'a, B: Tree>(
 }
 
 fn wait_for<B: Tree>(shared: &Shared<'_, '_, B>, id: u64) -> Level {
+    let budget = shared.limits.budget;
     let mut st = shared.lock();
     st.waiting_for = Some(id);
-    shared.work.notify_all();
+    if st.buffered >= budget {
+        // Workers paused on the budget may run this job regardless.
+        shared.work.notify_all();
+    }
     loop {
         if let Some((level, size)) = st.done.remove(&id) {
             st.waiting_for = None;
+            let was_full = st.buffered >= budget;
             st.buffered -= size;
+            let resumes = was_full && st.buffered < budget;
             drop(st);
-            shared.work.notify_all();
+            if resumes {
+                shared.work.notify_all();
+            }
             return level;
         }
         st = shared.done.wait(st).unwrap_or_else(PoisonError::into_inner);

@@ -1,67 +1,85 @@
-//! One upper regular file's own xattrs, read through a single open fd.
+//! One upper entry's own xattrs, listed once.
 //!
-//! A name-based xattr read of an entry in an open directory goes through
-//! `/proc/self/fd/N/NAME` (rustix has no `getxattrat` yet), which costs more than
-//! `openat` + `fgetxattr` + `close` on this kernel (research/rust-anchors.md §3.1: +4.3 µs
-//! against +3.5 µs), and a regular file may need two reads (`overlay.metacopy`, then
-//! `security.capability` when its stat matches the base). So the file is opened once, lazily,
-//! read-only and non-blocking; when it cannot be opened (an unprivileged diff without read
-//! permission), the reads fall back to the path-based form. Anything but a regular file is
-//! never opened: opening a device node can have side effects.
+//! The walk asks an upper entry up to three questions (`overlay.metacopy` and
+//! `overlay.redirect` for a non-empty regular file, then `security.capability` when its stat
+//! matches the base), and the answer is almost always "absent". So the entry's attribute names
+//! are listed once, on the first question, with a single `listxattrat(AT_SYMLINK_NOFOLLOW)`
+//! ([`sys::list_xattr_names_at`]), and only a listed attribute is read. No fd is opened: on a
+//! copy-up storm, per-file `openat`/`close` pairs were both the largest syscall cost after
+//! `statx` and what made parallel workers contend on the process's shared fd table. (On
+//! kernels before 6.13 the listing goes through `/proc/self/fd/N/NAME`.)
 
 use std::ffi::CStr;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
-use fs_change::{sys, FileType, FsError, Meta, PlainDir, TreeDir};
+use fs_change::{sys, FsError, PlainDir, TreeDir};
+
+/// Name lists up to this size are kept; a longer one (rare: it needs dozens of attributes)
+/// makes every question a read of its own.
+const LIST_BUF: usize = 1024;
+
+/// What the listing said.
+#[derive(Debug)]
+enum Listed {
+    /// The NUL-separated attribute names.
+    Names(Box<[u8]>),
+    /// Too many to keep: any attribute may be present.
+    Unknown,
+}
 
 /// An entry of an upper directory whose xattrs are about to be read.
 #[derive(Debug)]
 pub(crate) struct UpperFile<'d> {
     dir: &'d PlainDir,
     name: &'d [u8],
-    /// `None`: not opened yet; `Some(None)`: not a regular file or the open failed, read by
-    /// path.
-    fd: Option<Option<OwnedFd>>,
+    /// `None` until the first question.
+    listed: Option<Listed>,
 }
 
 impl<'d> UpperFile<'d> {
-    /// The entry `name` of `dir`, whose `lstat` is `meta`.
-    pub(crate) fn new(dir: &'d PlainDir, name: &'d [u8], meta: &Meta) -> Self {
+    /// The entry `name` of `dir`.
+    pub(crate) fn new(dir: &'d PlainDir, name: &'d [u8]) -> Self {
         UpperFile {
             dir,
             name,
-            fd: (meta.file_type() != FileType::Regular).then_some(None),
+            listed: None,
         }
     }
 
-    /// One raw xattr of the file; `Ok(None)` when absent.
+    fn list(&self) -> Result<Listed, FsError> {
+        let mut buf = [0u8; LIST_BUF];
+        let names = sys::list_xattr_names_at(self.dir.fd(), self.name, &mut buf)
+            .map_err(|e| FsError::io("listxattrat", self.dir.display_path(self.name), e))?;
+        Ok(match names {
+            Some(names) => Listed::Names(names.into()),
+            None => Listed::Unknown,
+        })
+    }
+
+    /// One raw xattr of the entry (a symlink's own, never its target's); `Ok(None)` when
+    /// absent.
     ///
     /// # Errors
-    /// The attribute cannot be read.
+    /// The names or the attribute cannot be read.
     pub(crate) fn xattr(&mut self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
-        let (dir, name) = (self.dir, self.name);
-        let fd = self
-            .fd
-            .get_or_insert_with(|| sys::open_file_at(dir.fd(), name).ok());
-        match fd {
-            Some(fd) => sys::get_xattr_fd(fd.as_fd(), attr)
-                .map_err(|e| FsError::io("fgetxattr", dir.display_path(name), e)),
-            None => dir.xattr(name, attr),
+        if self.listed.is_none() {
+            self.listed = Some(self.list()?);
         }
+        if let Some(Listed::Names(names)) = &self.listed {
+            if !names.split(|&c| c == 0).any(|n| n == attr.to_bytes()) {
+                return Ok(None);
+            }
+        }
+        self.dir.xattr(self.name, attr)
     }
 
-    /// The file for reading its bytes from the start: the fd already open (nothing was read
-    /// from it), else a fresh open that checks it is still a regular file.
+    /// The file opened for reading its bytes (after checking it is still a regular file).
     ///
     /// # Errors
     /// The file cannot be opened or is no longer a regular file.
-    pub(crate) fn reader(&mut self) -> Result<File, FsError> {
-        match self.fd.take().flatten() {
-            Some(fd) => Ok(File::from(fd)),
-            None => self.dir.open_file(self.name),
-        }
+    pub(crate) fn reader(&self) -> Result<File, FsError> {
+        self.dir.open_file(self.name)
     }
 
     /// The file's full path, for messages.

@@ -53,13 +53,12 @@ pub(crate) fn visit_level<'a, B: Tree>(
         return Ok(());
     };
     let base = dir.lower();
-    let slots = whiteout::slots(s.whiteouts, upper.list()?);
+    let slots = whiteout::list_slots(s.whiteouts, s.namespace, upper)?;
     for slot in slots {
         stats.upper_entries += 1;
         let name = &*slot.name;
-        let path = join(dir.path(), name);
         if !slot.real {
-            whiteout_step(base, name, path, stats, out)?;
+            whiteout_step(base, dir.path(), name, stats, out)?;
             continue;
         }
         // A directory (by `d_type`) is opened first and stat'ed through its fd, and so is its
@@ -79,7 +78,7 @@ pub(crate) fn visit_level<'a, B: Tree>(
                 };
                 let meta = upper.stat(name)?.ok_or_else(vanished)?;
                 if whiteout::is_whiteout_entry(s.whiteouts, s.namespace, upper, name, &meta)? {
-                    whiteout_step(base, name, path, stats, out)?;
+                    whiteout_step(base, dir.path(), name, stats, out)?;
                     continue;
                 }
                 let child = match meta.is_dir() {
@@ -97,7 +96,7 @@ pub(crate) fn visit_level<'a, B: Tree>(
             (_, None) => None,
         };
         index::check_copy_up(s.namespace, upper, name, &meta, base_meta.as_ref())?;
-        let mut file = UpperFile::new(upper, name, &meta);
+        let mut file = UpperFile::new(upper, name);
         let data = dir.metacopy_data(name, &meta, &mut file)?;
         stats.metacopy_files += u64::from(data.is_some());
         let mut kind = match (base, &base_meta, &child) {
@@ -108,6 +107,10 @@ pub(crate) fn visit_level<'a, B: Tree>(
             // Missing, or a base component that is not a directory: new.
             _ => Some(ChangeKind::Add),
         };
+        if kind.is_none() && child.is_none() {
+            continue; // unchanged: nothing to emit, and no path to build
+        }
+        let mut path = join(dir.path(), name);
         let base_is_dir = base_meta.is_some_and(|b| b.is_dir());
         let next = child.map(|(child, choice)| descent(child, choice, &path, base_is_dir, stats));
         let marker = matches!(next, Some(Next::MarkerThen(_)));
@@ -121,7 +124,11 @@ pub(crate) fn visit_level<'a, B: Tree>(
                 source: upper.source(name),
                 data,
             };
-            out(Step::Emit(Change::with_entry(kind, path.clone(), entry)))?;
+            let own = match next {
+                None => std::mem::take(&mut path),
+                Some(_) => path.clone(),
+            };
+            out(Step::Emit(Change::with_entry(kind, own, entry)))?;
         }
         match next {
             None => {}
@@ -139,13 +146,13 @@ pub(crate) fn visit_level<'a, B: Tree>(
 /// lacks describes nothing to remove.
 fn whiteout_step<'a, B: Tree>(
     base: Option<&B::Dir>,
+    parent: &[u8],
     name: &[u8],
-    path: Vec<u8>,
     stats: &mut WalkStats,
     out: &mut StepFn<'_, 'a, B>,
 ) -> Result<(), OverlayError> {
     match base {
-        Some(b) if b.stat(name)?.is_some() => out(Step::Emit(Change::delete(path))),
+        Some(b) if b.stat(name)?.is_some() => out(Step::Emit(Change::delete(join(parent, name)))),
         _ => {
             stats.skipped_whiteouts += 1;
             Ok(())

@@ -3,7 +3,9 @@
 
 use fs_change::{DirEntryName, FileType, FsError, Meta, PlainDir, TreeDir};
 
+use crate::attrs::OwnNames;
 use crate::namespace::{Namespace, Private};
+use crate::xwhiteout;
 
 /// The name prefix of an AUFS / fuse-overlayfs whiteout file: `.wh.NAME` hides `NAME`.
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -30,6 +32,14 @@ pub enum WhiteoutFormat {
     /// was not (rootless), and opaque from `overlay.opaque` = `y` in the chosen namespace,
     /// `user.fuseoverlayfs.opaque` = `y`, or the `.wh..wh..opq` sentinel it always writes too.
     FuseOverlayfs,
+    /// gVisor (VFS1 overlay): a directory hides its lower child `NAME` with the private xattr
+    /// `overlay.whiteout.NAME` = `y` (`trusted.`, or `user.` with `userxattr`; any other value,
+    /// or the other namespace, hides nothing). A real upper entry of that name still shows
+    /// (the xattr hides only the lower one), and an upper directory of that name does not merge
+    /// with the lower directory: it replaced it, like an opaque one. No other encoding applies:
+    /// 0/0 devices and `.wh.` names are ordinary entries, `overlay.opaque`, redirects and
+    /// metacopy are not read.
+    Xattr,
 }
 
 impl WhiteoutFormat {
@@ -48,6 +58,11 @@ impl WhiteoutFormat {
     pub(crate) fn kernel(self) -> bool {
         self == WhiteoutFormat::Kernel
     }
+
+    /// Directories hide children with `overlay.whiteout.NAME` xattrs.
+    pub(crate) fn xattr_names(self) -> bool {
+        self == WhiteoutFormat::Xattr
+    }
 }
 
 /// One position of an upper directory's listing in canonical order.
@@ -62,12 +77,36 @@ pub(crate) struct Slot {
     pub(crate) file_type: Option<FileType>,
 }
 
-/// Turns a raw upper listing (sorted bytewise) into slots sorted by merged name. `.wh.NAME`
-/// files become whiteout slots for `NAME` (a real `NAME` next to one wins: the whiteout only
-/// hides lower layers, fuse-overlayfs#279 leaves such pairs behind), and `.wh..wh.*` names are
-/// dropped (the opaque sentinel among them: [`crate::opaque`] asks for it by name).
-pub(crate) fn slots(format: WhiteoutFormat, listing: Vec<DirEntryName>) -> Vec<Slot> {
-    if !format.prefixed_files() {
+/// Lists the open upper directory `dir` as slots ([`slots`]), with the children its
+/// `overlay.whiteout.NAME` xattrs hide when `format` uses them.
+///
+/// # Errors
+/// The directory or its xattrs cannot be read.
+pub(crate) fn list_slots(
+    format: WhiteoutFormat,
+    ns: Namespace,
+    dir: &PlainDir,
+) -> Result<Vec<Slot>, FsError> {
+    let listing = dir.list()?;
+    let hidden = match format.xattr_names() {
+        true => xwhiteout::hidden_children(ns, dir)?,
+        false => Vec::new(),
+    };
+    Ok(slots(format, listing, hidden))
+}
+
+/// Turns a raw upper listing (sorted bytewise) and the names the directory's whiteout xattrs
+/// hide into slots sorted by merged name. `.wh.NAME` files and xattr-hidden names become
+/// whiteout slots for `NAME` (a real `NAME` next to one wins: the whiteout only hides lower
+/// layers, fuse-overlayfs#279 leaves such pairs behind, gVisor creates over its xattr), and
+/// `.wh..wh.*` names are dropped (the opaque sentinel among them: [`crate::opaque`] asks for
+/// it by name).
+pub(crate) fn slots(
+    format: WhiteoutFormat,
+    listing: Vec<DirEntryName>,
+    hidden: Vec<Box<[u8]>>,
+) -> Vec<Slot> {
+    if !format.prefixed_files() && hidden.is_empty() {
         return listing
             .into_iter()
             .map(|e| Slot {
@@ -77,8 +116,21 @@ pub(crate) fn slots(format: WhiteoutFormat, listing: Vec<DirEntryName>) -> Vec<S
             })
             .collect();
     }
-    let mut out: Vec<Slot> = Vec::with_capacity(listing.len());
+    let mut out: Vec<Slot> = Vec::with_capacity(listing.len() + hidden.len());
+    out.extend(hidden.into_iter().map(|name| Slot {
+        name,
+        real: false,
+        file_type: None,
+    }));
     for e in listing {
+        if !format.prefixed_files() {
+            out.push(Slot {
+                name: e.name,
+                real: true,
+                file_type: e.file_type,
+            });
+            continue;
+        }
         if e.name.starts_with(META_PREFIX) {
             continue;
         }
@@ -129,13 +181,19 @@ pub(crate) fn is_whiteout_entry(
     Ok(false)
 }
 
-/// True when `hidden` is hidden by a `.wh.` file in the upper directory `dir` (prefixed
-/// formats only): one single-component `statx`.
+/// True when `hidden`, absent from the upper directory `dir`, is hidden there by a `.wh.` file
+/// (prefixed formats: one single-component `statx`) or by an `overlay.whiteout.NAME` xattr
+/// ([`WhiteoutFormat::Xattr`]: one `fgetxattr`, none when `names` says it is absent).
 pub(crate) fn has_whiteout_file(
     format: WhiteoutFormat,
+    ns: Namespace,
     dir: &PlainDir,
+    names: Option<&OwnNames>,
     hidden: &[u8],
 ) -> Result<bool, FsError> {
+    if format.xattr_names() {
+        return xwhiteout::hides(ns, dir, names, hidden);
+    }
     if !format.prefixed_files() {
         return Ok(false);
     }
@@ -178,6 +236,7 @@ mod tests {
                 b".wh..wh.plnk",
                 b"mid",
             ]),
+            Vec::new(),
         );
         let got: Vec<(&[u8], bool)> = s.iter().map(|s| (&*s.name, s.real)).collect();
         assert_eq!(
@@ -192,21 +251,54 @@ mod tests {
 
     #[test]
     fn a_real_entry_beats_its_stale_whiteout_file() {
-        let s = slots(WhiteoutFormat::FuseOverlayfs, names(&[b".wh.a", b"a"]));
+        let s = slots(
+            WhiteoutFormat::FuseOverlayfs,
+            names(&[b".wh.a", b"a"]),
+            Vec::new(),
+        );
         assert_eq!(s.len(), 1);
         assert!(s[0].real);
     }
 
     #[test]
     fn kernel_format_keeps_dot_wh_names_as_entries() {
-        let s = slots(WhiteoutFormat::Kernel, names(&[b".wh.a", b".wh..wh..opq"]));
+        let s = slots(
+            WhiteoutFormat::Kernel,
+            names(&[b".wh.a", b".wh..wh..opq"]),
+            Vec::new(),
+        );
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|s| s.real));
     }
 
     #[test]
+    fn xattr_whiteouts_sort_where_their_name_does_and_real_entries_win() {
+        let hidden: Vec<Box<[u8]>> = vec![(*b"zeta").into(), (*b"b").into(), (*b"mid").into()];
+        let s = slots(
+            WhiteoutFormat::Xattr,
+            names(&[b"mid", b"a", b".wh.c"]),
+            hidden,
+        );
+        let got: Vec<(&[u8], bool)> = s.iter().map(|s| (&*s.name, s.real)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b".wh.c"[..], true),
+                (&b"a"[..], true),
+                (&b"b"[..], false),
+                (&b"mid"[..], true),
+                (&b"zeta"[..], false)
+            ]
+        );
+    }
+
+    #[test]
     fn degenerate_whiteout_names_are_ignored() {
-        let s = slots(WhiteoutFormat::Aufs, names(&[b".wh.", b".wh..", b".wh..."]));
+        let s = slots(
+            WhiteoutFormat::Aufs,
+            names(&[b".wh.", b".wh..", b".wh..."]),
+            Vec::new(),
+        );
         assert!(s.is_empty(), "{s:?}");
     }
 }
