@@ -11,6 +11,7 @@ use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrPolicy};
 use crate::rooted::Rooted;
 use crate::session::{Options, Session};
 use crate::stats::ApplyStats;
+use crate::tar_stream::{End, TarReader};
 
 /// Applies an OCI layer tar onto a directory, or in overlay form into an overlay upperdir.
 ///
@@ -37,6 +38,7 @@ impl Applier {
             root: root.into(),
             opts: Options {
                 overlay: None,
+                aufs: false,
                 xattrs: XattrPolicy::default(),
                 trusted: TrustedXattrs::default(),
                 preserve_owner: true,
@@ -50,6 +52,17 @@ impl Applier {
     /// Meant for a fresh upperdir.
     pub fn overlay_whiteouts(mut self, form: OverlayWhiteouts) -> Self {
         self.opts.overlay = Some(form);
+        self.opts.aufs = false;
+        self
+    }
+
+    /// Applies in AUFS form: whiteouts (`DIR/.wh.NAME`) and opaque markers
+    /// (`DIR/.wh..wh..opq`) are written as the empty `.wh.` files AUFS reads, nothing is
+    /// removed (the `aufs` driver's `ApplyDiff` into `diff/ID`). Meant for a fresh layer
+    /// directory. Replaces [`Applier::overlay_whiteouts`]; the last of the two called wins.
+    pub fn aufs_whiteouts(mut self) -> Self {
+        self.opts.aufs = true;
+        self.opts.overlay = None;
         self
     }
 
@@ -107,13 +120,14 @@ impl Applier {
             source,
         };
         let stream = decompress(reader).map_err(|e| stream_error(0, e))?;
-        let mut archive = tar::Archive::new(EofWatch::new(stream));
-        for item in archive.entries().map_err(|e| stream_error(0, e))? {
-            let mut entry = item.map_err(|e| stream_error(session.applied(), e))?;
+        let mut tar = TarReader::new(stream);
+        while let Some(mut entry) = tar
+            .next_entry()
+            .map_err(|e| stream_error(session.applied(), e))?
+        {
             session.entry(&mut entry)?;
         }
-        let mut rest = archive.into_inner();
-        if self.require_end_marker && rest.hit_eof {
+        if self.require_end_marker && tar.end() == Some(End::Eof) {
             return Err(stream_error(
                 session.applied(),
                 io::Error::new(
@@ -122,32 +136,8 @@ impl Applier {
                 ),
             ));
         }
+        let mut rest = tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_error(session.applied(), e))?;
         session.finish()
-    }
-}
-
-/// Remembers whether the last read hit end of stream. The tar reader stops either on a zero
-/// block (the end-of-archive marker: the last read returned data) or on a clean end of stream
-/// at a header boundary (the last read returned 0) — the only way to tell the two apart.
-struct EofWatch<R> {
-    inner: R,
-    hit_eof: bool,
-}
-
-impl<R> EofWatch<R> {
-    fn new(inner: R) -> Self {
-        EofWatch {
-            inner,
-            hit_eof: false,
-        }
-    }
-}
-
-impl<R: Read> Read for EofWatch<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hit_eof = n == 0 && !buf.is_empty();
-        Ok(n)
     }
 }

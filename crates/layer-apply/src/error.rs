@@ -47,8 +47,10 @@ pub enum ApplyError {
         source: io::Error,
     },
     /// The stream is not a readable tar: truncated (in a header, in an entry's data, or before
-    /// the end-of-archive marker), a header checksum mismatch, a PAX or GNU extension with no
-    /// entry after it, or a compression error (bad gzip CRC, corrupt zstd frame).
+    /// the end-of-archive marker), a header checksum mismatch, a bad size field, a malformed
+    /// PAX record (or a PAX `size` that is not a number), a PAX or GNU extension given twice,
+    /// over 1 MiB or with no entry after it, an inconsistent GNU sparse map, or a compression
+    /// error (bad gzip CRC, corrupt zstd frame).
     #[error("layer stream unreadable{} after {applied} applied entries (they stay applied): {source}",
         path.as_deref().map(|p| format!(" in entry {}", Name(p))).unwrap_or_default())]
     Stream {
@@ -149,7 +151,8 @@ pub enum EntryError {
         /// The raw link name from the tar.
         target: Vec<u8>,
     },
-    /// A header field that cannot be decoded (bad octal, uid `-1`, malformed PAX record).
+    /// A header field that cannot be decoded (bad octal, uid `-1`, a PAX `uid`, `gid`, `mtime`
+    /// or `atime` that is not a number).
     #[error("bad header field {field}: {source}")]
     BadHeader {
         /// The field (`mode`, `uid`, `mtime`, `pax`, …).

@@ -1,10 +1,11 @@
 //! The metadata of one tar entry, from its header and PAX records, decoded once and checked.
 
-use std::io::{self, Read};
+use std::io;
 
 use rustix::fs::{Gid, Timespec, Timestamps, Uid};
 
 use crate::error::EntryError;
+use crate::tar_stream::PaxRecords;
 
 /// PAX record prefix carrying an xattr (`SCHILY.xattr.NAME=VALUE`, as GNU tar, Go and
 /// containerd write them).
@@ -15,33 +16,45 @@ const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
 pub(crate) struct EntryMeta {
     /// Permission bits plus setuid, setgid and sticky (never type bits).
     pub mode: u32,
-    /// Owner (PAX `uid` wins over the header; the tar reader already applied it).
+    /// Owner (PAX `uid` wins over the header).
     pub uid: Uid,
     /// Group (PAX `gid` likewise).
     pub gid: Gid,
     /// Access and modification times: PAX `atime`/`mtime` when present (with nanoseconds),
     /// else the header's whole-second mtime for both.
     pub times: Timestamps,
-    /// `SCHILY.xattr.*` records, in stream order.
+    /// `SCHILY.xattr.*` records, in stream order (a name given twice: its last value).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Device major and minor (0 when the header has no device fields).
     pub device: (u32, u32),
 }
 
 impl EntryMeta {
-    /// Decodes the header and PAX records of `entry`.
+    /// Decodes `header` and the PAX records that came with it (`uid`, `gid`, `mtime` and
+    /// `atime` win over the header's fields, an empty value keeping the header's;
+    /// `SCHILY.xattr.*` become [`EntryMeta::xattrs`]).
     ///
     /// # Errors
     /// [`EntryError::BadHeader`] for a field that does not decode: bad octal or base-256, a uid
-    /// or gid that is not a `u32` other than `-1`, a malformed PAX record or time.
-    pub(crate) fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<EntryMeta, EntryError> {
-        let block = entry.header().as_bytes();
+    /// or gid that is not a `u32` other than `-1` (from the header or PAX), a bad PAX time.
+    pub(crate) fn read(header: &tar::Header, pax: &PaxRecords) -> Result<EntryMeta, EntryError> {
+        let block = header.as_bytes();
         let field = |name: &'static str, range: std::ops::Range<usize>| {
             numeric(&block[range]).map_err(|e| EntryError::header(name, e))
         };
+        let pax_id = |key: &'static str| {
+            pax.decimal(key.as_bytes())
+                .map_err(|e| EntryError::header(key, e))
+        };
         let mode = u32::try_from(field("mode", 100..108)? & 0o7777).unwrap_or(0);
-        let uid = id(field("uid", 108..116)?, "uid")?;
-        let gid = id(field("gid", 116..124)?, "gid")?;
+        let uid = id(
+            pax_id("uid")?.map_or_else(|| field("uid", 108..116), Ok)?,
+            "uid",
+        )?;
+        let gid = id(
+            pax_id("gid")?.map_or_else(|| field("gid", 116..124), Ok)?,
+            "gid",
+        )?;
         let mtime = Timespec {
             tv_sec: i64::try_from(field("mtime", 136..148)?).unwrap_or(i64::MAX),
             tv_nsec: 0,
@@ -75,21 +88,15 @@ impl EntryMeta {
             device: (major, minor),
         };
         let mut atime = None;
-        if let Some(records) = entry
-            .pax_extensions()
-            .map_err(|e| EntryError::header("pax", e))?
-        {
-            for record in records {
-                let record = record.map_err(|e| EntryError::header("pax", e))?;
-                let key = record.key_bytes();
-                if let Some(name) = key.strip_prefix(PAX_XATTR) {
-                    meta.xattrs
-                        .push((name.to_vec(), record.value_bytes().to_vec()));
-                } else if key == b"mtime" {
-                    meta.times.last_modification = pax_time(record.value_bytes())?;
-                } else if key == b"atime" {
-                    atime = Some(pax_time(record.value_bytes())?);
-                }
+        for (key, value) in pax.iter() {
+            if let Some(name) = key.strip_prefix(PAX_XATTR) {
+                meta.xattrs.push((name.to_vec(), value.to_vec()));
+            } else if value.is_empty() {
+                // An empty value keeps the header's field (Go's archive/tar).
+            } else if key == b"mtime" {
+                meta.times.last_modification = pax_time(value)?;
+            } else if key == b"atime" {
+                atime = Some(pax_time(value)?);
             }
         }
         meta.times.last_access = atime.unwrap_or(meta.times.last_modification);
@@ -116,7 +123,7 @@ fn id(raw: u64, field: &'static str) -> Result<u32, EntryError> {
 /// bit of the first byte is set (GNU, for values octal cannot hold), else octal with leading
 /// and trailing spaces and NULs trimmed, an empty field meaning 0 (writers leave unused fields
 /// all NUL; `tar-rs` itself rejects those, hence this decoder).
-fn numeric(field: &[u8]) -> io::Result<u64> {
+pub(crate) fn numeric(field: &[u8]) -> io::Result<u64> {
     let bad = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,

@@ -7,7 +7,8 @@
 //! Whiteouts follow the OCI image-spec: `DIR/.wh.NAME` removes `NAME`, and `DIR/.wh..wh..opq`
 //! removes every child of `DIR` that this layer did not write, wherever in the stream it
 //! appears. In overlay form ([`OverlayWhiteouts`]) they become 0/0 character devices and the
-//! `overlay.opaque` xattr instead.
+//! `overlay.opaque` xattr instead; in AUFS form ([`Applier::aufs_whiteouts`]) they are kept as
+//! the `.wh.` files AUFS reads.
 //!
 //! Nothing is ever written outside the root: parent directories are resolved with
 //! `openat2(RESOLVE_IN_ROOT)`, so absolute names, `..`, symlinked parents and link targets are
@@ -44,6 +45,7 @@
 //! ```
 
 mod applier;
+mod aufs_whiteout;
 mod compress;
 mod error;
 mod header;
@@ -55,6 +57,7 @@ mod remove;
 mod rooted;
 mod session;
 mod stats;
+mod tar_stream;
 mod write;
 mod xattr;
 

@@ -7,6 +7,7 @@ use std::os::fd::AsFd;
 use rustix::fs::{AtFlags, FileType, Gid, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
 
+use crate::aufs_whiteout;
 use crate::error::{ApplyError, EntryError};
 use crate::header::EntryMeta;
 use crate::name::{classify, CleanName, Whiteout};
@@ -15,6 +16,7 @@ use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrPolicy};
 use crate::remove::remove_all;
 use crate::rooted::{readable, Rooted};
 use crate::stats::ApplyStats;
+use crate::tar_stream::Entry;
 use crate::write::{self, Failed};
 use crate::xattr;
 
@@ -25,6 +27,8 @@ const COPY_BUFFER: usize = 128 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Options {
     pub overlay: Option<OverlayWhiteouts>,
+    /// AUFS form: whiteouts and opaque markers written as `.wh.` files.
+    pub aufs: bool,
     pub xattrs: XattrPolicy,
     pub trusted: TrustedXattrs,
     pub preserve_owner: bool,
@@ -46,7 +50,7 @@ pub(crate) struct Session {
 impl Session {
     pub(crate) fn new(opts: Options, root: Rooted) -> Session {
         Session {
-            written: opts.overlay.is_none().then(Written::default),
+            written: (opts.overlay.is_none() && !opts.aufs).then(Written::default),
             opts,
             root,
             stats: ApplyStats::default(),
@@ -65,11 +69,8 @@ impl Session {
     /// # Errors
     /// [`ApplyError::Entry`] when the entry is refused or cannot be written;
     /// [`ApplyError::Stream`] when its data cannot be read.
-    pub(crate) fn entry<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-    ) -> Result<(), ApplyError> {
-        let raw = entry.path_bytes().into_owned();
+    pub(crate) fn entry<R: Read>(&mut self, entry: &mut Entry<'_, R>) -> Result<(), ApplyError> {
+        let raw = entry.path().to_vec();
         match self.entry_inner(&raw, entry) {
             Ok(()) => Ok(()),
             Err(Failed::Entry(cause)) => Err(ApplyError::Entry {
@@ -85,11 +86,7 @@ impl Session {
         }
     }
 
-    fn entry_inner<R: Read>(
-        &mut self,
-        raw: &[u8],
-        entry: &mut tar::Entry<'_, R>,
-    ) -> Result<(), Failed> {
+    fn entry_inner<R: Read>(&mut self, raw: &[u8], entry: &mut Entry<'_, R>) -> Result<(), Failed> {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -109,9 +106,24 @@ impl Session {
             self.stats.skipped += 1;
             return Ok(());
         }
-        let meta = EntryMeta::read(entry)?;
+        let meta = EntryMeta::read(entry.header(), entry.pax())?;
         match classify(name.base())? {
             Whiteout::AufsMeta => self.stats.skipped += 1,
+            w @ (Whiteout::Opaque | Whiteout::Remove(_)) if self.opts.aufs => {
+                let dir = self.root.parent_dir(name.parent(), self.implicit_owner())?;
+                let owner = self.opts.preserve_owner;
+                aufs_whiteout::write_marker(
+                    dir.as_fd(),
+                    name.base(),
+                    &meta,
+                    owner,
+                    &mut self.stats,
+                )?;
+                match w {
+                    Whiteout::Opaque => self.stats.opaque_dirs += 1,
+                    _ => self.stats.whiteouts += 1,
+                }
+            }
             Whiteout::Opaque => self.opaque(name.parent())?,
             Whiteout::Remove(target) => self.whiteout(name.parent(), target, &meta)?,
             Whiteout::None => {
@@ -190,7 +202,7 @@ impl Session {
         name: &CleanName,
         kind: EntryType,
         meta: &EntryMeta,
-        entry: &mut tar::Entry<'_, R>,
+        entry: &mut Entry<'_, R>,
     ) -> Result<(), Failed> {
         // Decide on every xattr before anything is written, so a refused entry leaves no trace.
         let xattrs = xattr::select(&meta.xattrs, self.opts.xattrs, self.opts.trusted)?;
@@ -217,11 +229,11 @@ impl Session {
                 stats.directories += 1;
             }
             EntryType::Symlink => {
-                let target = entry.link_name_bytes().unwrap_or_default();
+                let target = entry.link_name().unwrap_or_default();
                 if target.contains(&0) {
                     return Err(EntryError::NulInName.into());
                 }
-                write::symlink(dir, base, &target)?;
+                write::symlink(dir, base, target)?;
                 write::finish_at(dir, base, meta, owner, &xattrs, true, stats)?;
                 stats.symlinks += 1;
             }
@@ -229,7 +241,7 @@ impl Session {
                 // Hardlinks share the target's inode: its owner, mode and times came with the
                 // target's own entry, so nothing is applied here. Applying them would also
                 // reach through a link to a symlink (HardlinkSymlinkChmod).
-                let raw_target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                let raw_target = entry.link_name().unwrap_or_default().to_vec();
                 let missing = || EntryError::LinkTarget {
                     target: raw_target.clone(),
                 };
