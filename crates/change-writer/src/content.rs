@@ -4,10 +4,12 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::num::NonZeroU64;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use fs_change::{FsError, Source, Xattrs};
+use fs_change::{sys, FileType, FsError, Meta, Source, Xattrs};
 
+use crate::dirs::{is_plain_name, At};
 use crate::error::WriteError;
 use crate::xattrs::XattrPolicy;
 
@@ -46,15 +48,20 @@ pub(crate) struct Opened {
     pub xattrs: Option<Xattrs>,
 }
 
-/// Opens the data source (`openat2(O_RDONLY|O_NOFOLLOW|O_NONBLOCK)` beneath its root, then
-/// `fstat`): it must still be a regular file of `expected` bytes. With `xattrs`, also reads the
-/// attributes the policy records from the open fd.
+/// Opens the data source, then `fstat`s it: it must still be a regular file of `expected`
+/// bytes. With `at` (its parent directory, already open), one `openat(O_RDONLY|O_NOFOLLOW|
+/// O_NONBLOCK)` of its name there; without, `openat2` of its whole path beneath its root. With
+/// `xattrs`, also reads the attributes the policy records from the open fd.
 pub(crate) fn open(
     source: &Source,
+    at: Option<At<'_>>,
     expected: u64,
     xattrs: Option<XattrPolicy>,
 ) -> Result<Opened, ContentError> {
-    let (file, now) = source.open_file()?;
+    let (file, now) = match at.filter(|at| is_plain_name(at.name)) {
+        Some(at) => open_in(at, source)?,
+        None => source.open_file()?,
+    };
     if now.size != expected {
         return Err(ContentError::Changed {
             path: source.display_path(),
@@ -78,6 +85,22 @@ pub(crate) fn open(
             None => None,
         };
     Ok(Opened { file, xattrs })
+}
+
+/// [`Source::open_file`] of a name in its open parent: no path resolution beyond one
+/// component, which `O_NOFOLLOW` keeps from being a symlink.
+fn open_in(at: At<'_>, source: &Source) -> Result<(File, Meta), FsError> {
+    let fd = sys::open_file_at(at.dir, at.name)
+        .map_err(|e| FsError::io("openat", source.display_path(), e))?;
+    let meta =
+        sys::stat_fd(fd.as_fd()).map_err(|e| FsError::io("fstat", source.display_path(), e))?;
+    if meta.file_type() != FileType::Regular {
+        return Err(FsError::Changed {
+            path: source.display_path(),
+            what: format!("expected a regular file, found {:?}", meta.file_type()),
+        });
+    }
+    Ok((File::from(fd), meta))
 }
 
 /// Reads up to `want` bytes into the empty `buf`, straight into its spare capacity (no

@@ -36,6 +36,7 @@
 //! ```
 
 mod content;
+mod dirs;
 mod epoch;
 mod error;
 pub mod header;

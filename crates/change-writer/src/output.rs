@@ -72,8 +72,19 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// Flushes the buffer unless `n` more bytes fit in it, so a small file's bytes can arrive
+    /// in one read.
+    pub(crate) fn make_room(&mut self, n: usize, name: &[u8]) -> Result<(), WriteError> {
+        if self.buf.capacity() - self.buf.len() < n {
+            self.flush_buf(name)?;
+        }
+        Ok(())
+    }
+
     /// Reads the next bytes of a file of recorded `size` straight into the buffer (no
-    /// intermediate copy), at most `left`; returns how many arrived, 0 at end of file.
+    /// intermediate copy), at most `left`; returns how many arrived (0 at end of file) and
+    /// whether the read returned less than it asked for, which for a regular file means it
+    /// reached end of file.
     ///
     /// # Errors
     /// The read failed; the file held more than `left` (it grew); the output failed while
@@ -85,11 +96,12 @@ impl<W: Write> Output<W> {
         size: u64,
         name: &[u8],
         source: &Source,
-    ) -> Result<usize, WriteError> {
+    ) -> Result<(usize, bool), WriteError> {
         if self.buf.len() == self.buf.capacity() {
             self.flush_buf(name)?;
         }
         let before = self.buf.len();
+        let asked = self.buf.capacity() - before;
         loop {
             match rustix::io::read(file, rustix::buffer::spare_capacity(&mut self.buf)) {
                 Ok(_) => break,
@@ -107,7 +119,7 @@ impl<W: Write> Output<W> {
             return Err(content::grew(source, size).into());
         }
         self.written += got as u64;
-        Ok(got)
+        Ok((got, got < asked))
     }
 
     /// Hands everything buffered to the output.

@@ -63,12 +63,16 @@ fn decimal_len(n: usize) -> usize {
 }
 
 /// Appends the `x` header for `entry_name`, its data and the padding to a block boundary.
+///
+/// `out` may already hold anything (the writer's output buffer starts wherever its last flush
+/// left it, often mid-block), so only what this call appends is block-aligned.
 pub(crate) fn write_extended_header(out: &mut Vec<u8>, entry_name: &[u8], data: &[u8]) {
+    let start = out.len();
     let name = extended_header_name(entry_name);
     out.extend_from_slice(&header::raw_header(&name, b'x', data.len()));
     out.extend_from_slice(data);
     out.resize(out.len() + header::padding(data.len() as u64), 0);
-    debug_assert_eq!(out.len() % BLOCK_SIZE, 0);
+    debug_assert_eq!((out.len() - start) % BLOCK_SIZE, 0);
 }
 
 /// The name of the `x` entry: Go's `path.Join(dir, "PaxHeaders.0", base)` of the entry name,
@@ -165,6 +169,20 @@ mod tests {
         format_record(&mut out, b"mtime", &b"1".repeat(91));
         assert_eq!(out.len(), 102);
         assert!(out.starts_with(b"102 mtime="));
+    }
+
+    #[test]
+    fn extended_header_appends_whole_blocks_after_any_prefix() {
+        // The output buffer is not block-aligned after a flush in the middle of a file's data.
+        for prefix in [0usize, 1, 100, 511, 512, 1000] {
+            let mut data = Vec::new();
+            format_record(&mut data, b"path", &b"x".repeat(120));
+            let mut out = vec![7u8; prefix];
+            write_extended_header(&mut out, b"dir/file", &data);
+            assert_eq!(out.len(), prefix + 2 * BLOCK_SIZE, "prefix {prefix}");
+            assert!(out[..prefix].iter().all(|&b| b == 7));
+            assert_eq!(&out[prefix..prefix + 25], b"dir/PaxHeaders.0/file\0\0\0\0");
+        }
     }
 
     #[test]

@@ -393,7 +393,7 @@ fn read_file(job: Job, budget: &Budget, chunk: usize) {
         xattrs,
         tx,
     } = job;
-    let mut opened = match content::open(&source, size, xattrs) {
+    let mut opened = match content::open(&source, None, size, xattrs) {
         Ok(o) => o,
         Err(e) => {
             let _ = tx.send(Msg::Failed(e));

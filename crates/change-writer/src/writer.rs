@@ -5,11 +5,14 @@ use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
 
+use fs_change::order::split_parent;
 use fs_change::{
-    Change, ChangeKind, ChangeSink, Entry, FileType, OutOfOrder, Root, SinkError, Source, Xattrs,
+    sys, Change, ChangeKind, ChangeSink, Entry, FileType, FsError, OutOfOrder, Root, SinkError,
+    Source, Xattrs,
 };
 
 use crate::content;
+use crate::dirs::{is_plain_name, DirCache};
 use crate::error::{bytes_path, WriteError};
 use crate::header::{self, EntryType, TarHeader};
 use crate::names;
@@ -20,6 +23,11 @@ use crate::readahead::{Msg, Pool, ReadAhead, Ticket};
 use crate::stats::WriteStats;
 use crate::xattrs::XattrPolicy;
 use crate::zerocopy::{self, KernelCopy, Step};
+
+/// Files up to this size are read in one `read` into the output buffer, flushed first if it
+/// has no room: the read comes back short, which for a regular file is end of file, so no
+/// second read is needed to prove the file did not grow.
+const ONE_READ_MAX: u64 = 64 << 10;
 
 /// Files smaller than this go through the output buffer even with zero-copy on: a kernel copy
 /// needs the buffer flushed first, and for small files the extra writes cost more than the
@@ -60,6 +68,10 @@ pub struct ChangeWriter<W: Write> {
     order: Order,
     /// Directories written so far (no trailing slash).
     dirs: HashSet<Box<[u8]>>,
+    /// The last parent found in `dirs`: siblings skip the lookup.
+    last_parent: Vec<u8>,
+    /// Parent directories held open for `*at` calls on the entries in them.
+    open_dirs: DirCache,
     links: Links,
     queue: Queue,
     /// xattrs of the hardlink source just written, for the links that follow it.
@@ -98,6 +110,8 @@ impl<W: Write> ChangeWriter<W> {
             opaque_markers: true,
             order: Order::default(),
             dirs: HashSet::new(),
+            last_parent: Vec::new(),
+            open_dirs: DirCache::default(),
             links: Links::default(),
             queue: Queue {
                 items: VecDeque::new(),
@@ -267,7 +281,7 @@ impl<W: Write> ChangeWriter<W> {
     }
 
     fn entry(&mut self, kind: ChangeKind, path: Box<[u8]>, entry: Entry) -> Result<(), WriteError> {
-        let meta = entry.meta;
+        let Entry { meta, source, data } = entry;
         let entry_type = match meta.file_type() {
             FileType::Regular => EntryType::Regular,
             FileType::Dir => EntryType::Directory,
@@ -320,18 +334,24 @@ impl<W: Write> ChangeWriter<W> {
         }
 
         self.queue_parents(&path)?;
-        let mut name = path.to_vec();
-        if is_dir {
-            self.dirs.insert(path.clone());
+        let follower_link = (!followers.is_empty()).then(|| path.clone());
+        // The change's path becomes the entry name without a copy, but for a directory's slash.
+        let name = if is_dir {
+            let mut name = Vec::with_capacity(path.len() + 1);
+            name.extend_from_slice(&path);
             name.push(b'/');
-        }
+            self.dirs.insert(path);
+            name
+        } else {
+            path.into_vec()
+        };
         let mut spec = Spec::new(&meta, entry_type, self.mtime_bound);
 
-        if let Some(source) = link_to {
+        if let Some(target) = link_to {
             spec.entry_type = EntryType::HardLink;
             spec.size = 0;
-            spec.link_name = source;
-            let xattrs = self.read_xattrs(&entry.source)?;
+            spec.link_name = target;
+            let xattrs = self.read_xattrs(&source)?;
             self.stats.hardlinks += 1;
             self.queue.push(Item::Plain {
                 name,
@@ -343,28 +363,24 @@ impl<W: Write> ChangeWriter<W> {
         }
 
         if entry_type == EntryType::Symlink {
-            spec.link_name = entry
-                .source
-                .read_link()
-                .map_err(WriteError::read)?
-                .into_boxed_slice();
+            spec.link_name = self.read_link(&source)?.into_boxed_slice();
         }
-        let follower_spec = (!followers.is_empty()).then(|| Spec {
+        let follower_spec = follower_link.map(|link_name| Spec {
             entry_type: EntryType::HardLink,
             size: 0,
-            link_name: path.clone(),
+            link_name,
             ..spec.clone()
         });
 
         if entry_type == EntryType::Regular && spec.size > 0 {
             // Attributes come from the open fd unless the data lives elsewhere (metacopy).
-            let from_fd = entry.data.is_none();
+            let from_fd = data.is_none();
             let xattrs = if from_fd {
                 None
             } else {
-                Some(self.read_xattrs(&entry.source)?)
+                Some(self.read_xattrs(&source)?)
             };
-            let data = entry.data_source().clone();
+            let data = data.unwrap_or(source);
             let fetch = match &mut self.queue.pool {
                 Some(pool) => Fetch::Ahead(
                     pool.submit(data, spec.size, from_fd.then_some(self.policy))
@@ -380,7 +396,7 @@ impl<W: Write> ChangeWriter<W> {
                 link_source,
             });
         } else {
-            let xattrs = self.read_xattrs(&entry.source)?;
+            let xattrs = self.read_xattrs(&source)?;
             self.queue.push(Item::Plain {
                 name,
                 spec,
@@ -405,6 +421,10 @@ impl<W: Write> ChangeWriter<W> {
     /// Queues every ancestor of `path` not written yet, outermost first (containerd
     /// `includeParents`, which recurses up to the first written ancestor).
     fn queue_parents(&mut self, path: &[u8]) -> Result<(), WriteError> {
+        let (parent, _) = split_parent(path);
+        if parent.is_empty() || parent == self.last_parent.as_slice() {
+            return Ok(());
+        }
         let mut missing = Vec::new();
         let mut end = path.len();
         while let Some(i) = path[..end].iter().rposition(|&c| c == b'/') {
@@ -417,11 +437,20 @@ impl<W: Write> ChangeWriter<W> {
         for &i in missing.iter().rev() {
             self.queue_dir(&path[..i], path)?;
         }
+        self.last_parent.clear();
+        self.last_parent.extend_from_slice(parent);
         Ok(())
     }
 
     fn queue_dir(&mut self, dir: &[u8], child: &[u8]) -> Result<(), WriteError> {
-        let meta = match self.root.stat(dir).map_err(WriteError::read)? {
+        let (parent, name) = split_parent(dir);
+        let stat = match self.open_dirs.dir(&self.root, parent) {
+            Ok(Some(fd)) => sys::stat_at(fd, name)
+                .map_err(|e| FsError::io("statx", self.root.display_path(dir), e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let meta = match stat.map_err(WriteError::read)? {
             Some(meta) if meta.is_dir() => meta,
             _ => {
                 return Err(WriteError::ParentNotDirectory {
@@ -445,8 +474,27 @@ impl<W: Write> ChangeWriter<W> {
         Ok(())
     }
 
-    fn read_xattrs(&self, source: &Source) -> Result<Xattrs, WriteError> {
-        self.policy.read(source).map_err(WriteError::read)
+    /// The recorded xattrs of `source`, read in its parent held open.
+    fn read_xattrs(&mut self, source: &Source) -> Result<Xattrs, WriteError> {
+        let policy = self.policy;
+        let err = |e| WriteError::read(FsError::io(policy.at_op(), source.display_path(), e));
+        match self.open_dirs.locate(source).map_err(WriteError::read)? {
+            Some(at) if at.name.is_empty() || is_plain_name(at.name) => {
+                policy.read_at(at.dir, at.name).map_err(err)
+            }
+            Some(_) => policy.read(source).map_err(WriteError::read),
+            None => Err(err(std::io::ErrorKind::NotFound.into())),
+        }
+    }
+
+    /// The target of the symlink at `source`, read in its parent held open.
+    fn read_link(&mut self, source: &Source) -> Result<Vec<u8>, WriteError> {
+        let err = |e| WriteError::read(FsError::io("readlinkat", source.display_path(), e));
+        match self.open_dirs.locate(source).map_err(WriteError::read)? {
+            Some(at) if is_plain_name(at.name) => sys::read_link_at(at.dir, at.name).map_err(err),
+            Some(_) => source.read_link().map_err(WriteError::read),
+            None => Err(err(std::io::ErrorKind::NotFound.into())),
+        }
     }
 
     /// Writes queued entries: all of them in serial mode or when `all`, otherwise those ready
@@ -524,20 +572,30 @@ impl<W: Write> ChangeWriter<W> {
         source: &Source,
     ) -> Result<Xattrs, WriteError> {
         let want_fd_xattrs = xattrs.is_none().then_some(self.policy);
-        let mut opened = content::open(source, spec.size, want_fd_xattrs)?;
+        let at = self.open_dirs.locate(source).map_err(WriteError::read)?;
+        let mut opened = content::open(source, at, spec.size, want_fd_xattrs)?;
         let xattrs = xattrs.or(opened.xattrs.take()).unwrap_or_default();
         self.out.header(&spec.header(name, &xattrs))?;
         let mut done = self.copy_in_kernel(name, spec.size, &opened.file, source)?;
+        if done == 0 && spec.size <= ONE_READ_MAX {
+            self.out.make_room(spec.size as usize + 1, name)?;
+        }
+        let mut at_eof = false;
         while done < spec.size {
             match self
                 .out
                 .read_from(&opened.file, spec.size - done, spec.size, name, source)?
             {
-                0 => return Err(content::shrank(source, spec.size, done).into()),
-                n => done += n as u64,
+                (0, _) => return Err(content::shrank(source, spec.size, done).into()),
+                (n, short) => {
+                    done += n as u64;
+                    at_eof = short;
+                }
             }
         }
-        content::expect_eof(&mut opened.file, spec.size, source)?;
+        if !at_eof {
+            content::expect_eof(&mut opened.file, spec.size, source)?;
+        }
         Ok(xattrs)
     }
 
