@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use fs_change::{ChangeSink, DirTree, Tree};
+use fs_change::{ChangeSink, DirTree, Root, Tree};
 use naive_diff::NaiveDiff;
 use upperdir_walk::{Index, Namespace, OverlayDiff, OverlayError, Redirects};
 
+use crate::aufs::AufsStore;
 use crate::error::{lift_sink, Error};
 use crate::kernel::KernelView;
 use crate::mounts::{Hazard, KernelDefaults, Mount, OverlayConfig};
@@ -20,6 +21,7 @@ use crate::pipe::{
     Shadow, Spool, UserTarget, WriterOptions,
 };
 use crate::report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
+use crate::size::{SizeCounter, SizeReport};
 use crate::stack::LayerStack;
 use crate::{OpaquePolicy, WhiteoutFormat, XattrPolicy};
 
@@ -64,6 +66,16 @@ enum Input {
         base: PathBuf,
         new: PathBuf,
     },
+    /// Two layer stacks merged in userspace (AUFS format), compared in full: a store layer
+    /// diffed against a layer that is not its direct parent.
+    Stacks {
+        /// The base's branches, topmost first; empty for an empty base.
+        base: Vec<PathBuf>,
+        /// The new tree's branches, topmost first (never empty).
+        new: Vec<PathBuf>,
+        /// Why the layer's own directory is not the change.
+        fallback: Fallback,
+    },
 }
 
 /// A diff to run: built from its input with one constructor, configured with builder methods,
@@ -105,6 +117,8 @@ pub struct Diff {
     kernel: Option<KernelDefaults>,
     spool_limit: usize,
     progress: Option<Arc<Progress>>,
+    /// The input is an AUFS store layer: its branches are read with AUFS whiteouts only.
+    aufs: bool,
 }
 
 /// Changes held back by [`Differ::Auto`] before it switches to check-then-walk-again.
@@ -126,6 +140,7 @@ impl Diff {
             kernel: None,
             spool_limit: DEFAULT_SPOOL_LIMIT,
             progress: None,
+            aufs: false,
         }
     }
 
@@ -163,13 +178,26 @@ impl Diff {
 
     /// The change of an overlay mounted with these options (a comma-joined mount(2) string,
     /// `lowerdir=/l2:/l1,upperdir=/u,workdir=/w,index=off`): its upperdir over its lowerdirs.
+    /// Kata layer options (`io.katacontainers.fs-opt.layer=…`, see [`crate::mounts::KataMount`])
+    /// name the lowers instead when present.
     ///
     /// # Errors
-    /// [`Error::Mount`] for options the grammar refuses or without `upperdir=`.
+    /// [`Error::Mount`] for options the grammar refuses or without `upperdir=`;
+    /// [`Error::Kata`] for a Kata layer that is not a readable directory.
     pub fn mount_options(options: &str) -> Result<Diff, Error> {
-        let cfg = OverlayConfig::parse_data(options)?;
+        let (cfg, kata_rw) = match crate::mounts::KataMount::resolve_data(options)? {
+            Some(kata) => (kata.config, kata.overlay_rw),
+            None => (OverlayConfig::parse_data(options)?, false),
+        };
         let upper = cfg.upperdir.clone().ok_or_else(|| {
-            Error::Options("the mount options name no upperdir= (nothing records a change)".into())
+            let why = match kata_rw {
+                true => {
+                    "the mount options name no upperdir= (Kata's overlay-rw upper lives in the \
+                     guest: pass upperdir= with the directory that holds it)"
+                }
+                false => "the mount options name no upperdir= (nothing records a change)",
+            };
+            Error::Options(why.into())
         })?;
         Ok(Diff::with_input(Input::Upper {
             upper,
@@ -213,6 +241,73 @@ impl Diff {
             data_only: Vec::new(),
             config: Some(config),
         }))
+    }
+
+    /// The change of layer `id` of an AUFS driver store (`/var/lib/docker/aufs`) over its
+    /// direct parent: its `diff/ID` directory walked as an upperdir with AUFS whiteouts over
+    /// its parents' `diff/` directories merged in userspace by AUFS rules (`.wh.NAME` hides,
+    /// `.wh..wh..opq` stops the merge, other `.wh..wh.*` metadata never shows). See
+    /// [`crate::aufs`]. Sets [`WhiteoutFormat::Aufs`]; another format is refused when the diff
+    /// runs.
+    ///
+    /// # Errors
+    /// [`Error::Aufs`] when the store or the layer's chain does not have the driver's layout;
+    /// nothing in the store is written.
+    pub fn aufs(root: impl Into<PathBuf>, id: &str) -> Result<Diff, Error> {
+        let store = AufsStore::open(root)?;
+        let layer = store.layer(id)?;
+        let base = if layer.parent_diffs.is_empty() {
+            Base::Empty
+        } else {
+            Base::Lowers(layer.parent_diffs.clone())
+        };
+        let mut diff = Diff::with_input(Input::Upper {
+            upper: layer.diff,
+            base,
+            data_only: Vec::new(),
+            config: None,
+        });
+        diff.aufs = true;
+        diff.whiteouts = WhiteoutFormat::Aufs;
+        Ok(diff)
+    }
+
+    /// The change of layer `id` of an AUFS driver store against layer `parent` (`None`: an
+    /// empty base), as the driver's `Diff(id, parent)`: when `parent` is the direct parent
+    /// (its `isParent` rule) this is [`Diff::aufs`]; otherwise both merged trees are compared
+    /// in full by the naive differ, with [`Fallback::NotDirectParent`] as the reason
+    /// ([`Differ::Overlay`] fails with it instead).
+    ///
+    /// # Errors
+    /// [`Error::Aufs`] when the store, the layer or the parent does not have the driver's
+    /// layout; nothing in the store is written.
+    pub fn aufs_against(
+        root: impl Into<PathBuf>,
+        id: &str,
+        parent: Option<&str>,
+    ) -> Result<Diff, Error> {
+        let store = AufsStore::open(root)?;
+        let layer = store.layer(id)?;
+        if layer.is_parent(parent) {
+            return Diff::aufs(store.root(), id);
+        }
+        let base = match parent {
+            Some(p) => store.layer(p)?.branches(),
+            None => Vec::new(),
+        };
+        let fallback = Fallback::NotDirectParent {
+            id: id.to_string(),
+            parent: parent.map(str::to_string),
+            direct: layer.direct_parent().map(str::to_string),
+        };
+        let mut diff = Diff::with_input(Input::Stacks {
+            base,
+            new: layer.branches(),
+            fallback,
+        });
+        diff.aufs = true;
+        diff.whiteouts = WhiteoutFormat::Aufs;
+        Ok(diff)
     }
 
     /// The change from `base` to `new`, two plain directory trees (the naive differ, as
@@ -348,9 +443,31 @@ impl Diff {
         Ok(report)
     }
 
+    /// What the change adds: bytes of regular-file data (each inode once) and changes by
+    /// kind, counted from the change stream without writing a tar ([`crate::size`]).
+    ///
+    /// # Errors
+    /// Any [`Error`] of the diff.
+    pub fn size(self) -> Result<SizeReport, Error> {
+        let mut counter = SizeCounter::default();
+        let report = self.changes(&mut counter)?;
+        Ok(counter.finish(report))
+    }
+
     fn run<D: Deliver + ?Sized>(&self, target: &mut D) -> Result<DiffReport, Error> {
+        if self.aufs && self.whiteouts != WhiteoutFormat::Aufs {
+            return Err(Error::Options(format!(
+                "an AUFS store layer holds AUFS whiteouts; it cannot be read as {:?}",
+                self.whiteouts
+            )));
+        }
         match &self.input {
             Input::Trees { base, new } => self.run_trees(base, new, target),
+            Input::Stacks {
+                base,
+                new,
+                fallback,
+            } => self.run_stacks(base, new, fallback, target),
             Input::Upper {
                 upper,
                 base,
@@ -421,6 +538,7 @@ impl Diff {
         };
         Ok(match self.whiteouts {
             WhiteoutFormat::Aufs => stack.format(crate::stack::WhiteoutFormat::Aufs),
+            WhiteoutFormat::Xattr => stack.format(crate::stack::WhiteoutFormat::Xattr),
             _ => stack,
         })
     }
@@ -504,6 +622,78 @@ impl Diff {
             .parallel(self.parallel)
             .run(&mut pipe)?;
         Ok(self.report(DifferKind::Naive, stats.entries, pipe.counts))
+    }
+
+    /// Two AUFS layer stacks compared in full by the naive differ. The tar writer gets a
+    /// shadow tree of the new stack's directories for the parents it stats.
+    fn run_stacks<D: Deliver + ?Sized>(
+        &self,
+        base: &[PathBuf],
+        new: &[PathBuf],
+        fallback: &Fallback,
+        target: &mut D,
+    ) -> Result<DiffReport, Error> {
+        if self.differ == Differ::Overlay {
+            return Err(Error::NeedsFallback(fallback.clone()));
+        }
+        if self.merged.is_some() {
+            return Err(Error::Options(
+                "a merged view only applies to an upperdir diff".into(),
+            ));
+        }
+        let aufs = |dirs: &[PathBuf]| -> Result<LayerStack, Error> {
+            Ok(LayerStack::open(dirs)?.format(crate::stack::WhiteoutFormat::Aufs))
+        };
+        let new_stack = aufs(new)?;
+        let fallback = (self.differ == Differ::Auto).then(|| fallback.clone());
+        if base.is_empty() {
+            let empty = tempfile::Builder::new()
+                .prefix(".ovdiff-empty-base-")
+                .tempdir()
+                .map_err(Error::Temp)?;
+            let tree = DirTree::open(empty.path()).map_err(|source| Error::Open {
+                what: "base",
+                path: empty.path().to_path_buf(),
+                source,
+            })?;
+            self.run_naive_stack(&tree, &new_stack, fallback, target)
+        } else {
+            self.run_naive_stack(&aufs(base)?, &new_stack, fallback, target)
+        }
+    }
+
+    fn run_naive_stack<B: Tree, D: Deliver + ?Sized>(
+        &self,
+        base: &B,
+        new: &LayerStack,
+        fallback: Option<Fallback>,
+        target: &mut D,
+    ) -> Result<DiffReport, Error> {
+        // The writer stats parent directories in its new root; a shadow tree of the merged
+        // directories stands in for the plain directory it expects.
+        let shadow = if target.writes_parents() {
+            Some(Shadow::new(
+                Box::new(|dir: &[u8]| lookup_dir(new, dir)),
+                self.xattrs,
+            )?)
+        } else {
+            None
+        };
+        let top = match new.layers().next() {
+            Some(top) => Root::open(top)?,
+            None => return Err(Error::Stack(crate::stack::StackError::NoLayers)),
+        };
+        target.begin(shadow.as_ref().map_or(&top, Shadow::root))?;
+        let mut pipe = Pipe::new(target, self.progress.as_deref());
+        if let Some(shadow) = shadow {
+            pipe = pipe.with_shadow(shadow);
+        }
+        let stats = NaiveDiff::new(base, new)
+            .parallel(self.parallel)
+            .run(&mut pipe)?;
+        let mut report = self.report(DifferKind::Naive, stats.entries, pipe.counts);
+        report.fallback = fallback;
+        Ok(report)
     }
 
     #[allow(clippy::too_many_arguments)]

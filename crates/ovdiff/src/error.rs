@@ -8,7 +8,8 @@ use fs_change::{FsError, SinkError};
 use naive_diff::NaiveError;
 use upperdir_walk::OverlayError;
 
-use crate::mounts::MountError;
+use crate::aufs::AufsError;
+use crate::mounts::{KataError, MountError};
 use crate::output::OutputError;
 use crate::overlay2::Overlay2Error;
 use crate::report::Fallback;
@@ -25,9 +26,16 @@ pub enum Error {
     /// The mounts or mount options cannot be turned into an upperdir and its lowers.
     #[error("mount options: {0}")]
     Mount(#[from] MountError),
+    /// A Kata layer option list names a layer ovdiff cannot read as a directory, or is
+    /// malformed.
+    #[error(transparent)]
+    Kata(#[from] KataError),
     /// An `overlay2` layer directory does not have the driver's layout.
     #[error("overlay2 layer: {0}")]
     Overlay2(#[from] Overlay2Error),
+    /// An AUFS store or layer does not have the driver's layout.
+    #[error("aufs layer: {0}")]
+    Aufs(#[from] AufsError),
     /// The lower layers cannot be opened as a stack.
     #[error("lower layers: {0}")]
     Stack(#[from] StackError),
@@ -104,8 +112,9 @@ impl Error {
     /// The [`io::ErrorKind`] of the underlying cause.
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::Mount(_) | Error::Options(_) => io::ErrorKind::InvalidInput,
+            Error::Mount(_) | Error::Kata(_) | Error::Options(_) => io::ErrorKind::InvalidInput,
             Error::Overlay2(e) => overlay2_kind(e),
+            Error::Aufs(e) => e.kind(),
             Error::Stack(StackError::Open(fs)) | Error::Open { source: fs, .. } | Error::Fs(fs) => {
                 fs.kind()
             }

@@ -2,7 +2,8 @@
 //!
 //! [`Diff`] is the one call: pick the input — an overlay upperdir over its base
 //! ([`Diff::upper`]), containerd snapshot mounts ([`Diff::mounts`]), a mount option string
-//! ([`Diff::mount_options`]), a Docker `overlay2` layer ([`Diff::overlay2`]) or two plain trees
+//! ([`Diff::mount_options`]), a Docker `overlay2` layer ([`Diff::overlay2`]), an AUFS store
+//! layer ([`Diff::aufs`]) or two plain trees
 //! ([`Diff::trees`]) — set options, then [`Diff::write_layer`] (compressed blob, OCI
 //! descriptor, diffID) or [`Diff::changes`] (the change stream). With [`Differ::Auto`] the
 //! upperdir walk (`upperdir-walk`, cost grows with the change) runs when the upperdir can be
@@ -39,6 +40,10 @@
 //!   and BuildKit-style upperdir resolution.
 //! - [`overlay2`]: Docker / containers-storage `overlay2` layer directories to upperdir +
 //!   lowers.
+//! - [`aufs`]: AUFS driver stores (`diff/ID`, `layers/ID`) to a layer and its parent chain
+//!   ([`Diff::aufs`], [`Diff::aufs_against`]).
+//! - [`size`]: DiffSize, the bytes a change adds, counted without writing a tar
+//!   ([`Diff::size`]).
 //! - [`stack`]: a userspace merge of overlay lowerdirs that implements [`fs_change::Tree`], so
 //!   a diff base needs no mount and no privileges.
 //! - [`output`]: compression (pigz-style parallel gzip, multithreaded zstd) and streaming
@@ -73,6 +78,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod aufs;
 mod diff;
 mod error;
 mod kernel;
@@ -82,6 +88,7 @@ pub mod output;
 pub mod overlay2;
 mod pipe;
 mod report;
+pub mod size;
 pub mod stack;
 
 pub use diff::{Base, Diff, Differ, DEFAULT_SPOOL_LIMIT};
@@ -89,6 +96,7 @@ pub use error::Error;
 pub use namespace::XattrNamespace;
 pub use pipe::Progress;
 pub use report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
+pub use size::{SizeCounter, SizeReport};
 
 /// Applying a layer tar to a directory or an overlay upperdir (the `layer-apply` crate).
 pub use layer_apply as apply;

@@ -43,6 +43,17 @@ pub enum Fallback {
     /// The upperdir walk found a reason ([`upperdir_walk::FallbackReason`]): index evidence on
     /// the upper root or on a copy-up, a base hardlink seen through a redirect.
     Walker(upperdir_walk::FallbackReason),
+    /// A layer of a driver store was diffed against a layer that is not its direct parent
+    /// (the driver's `isParent` rule), so its own directory is not the change: the two merged
+    /// trees were compared in full.
+    NotDirectParent {
+        /// The layer diffed.
+        id: String,
+        /// The layer it was diffed against (`None`: nothing, an empty base).
+        parent: Option<String>,
+        /// Its real direct parent (`None`: it is a base layer).
+        direct: Option<String>,
+    },
 }
 
 impl Fallback {
@@ -58,6 +69,7 @@ impl Fallback {
                 r,
                 R::IndexOn | R::NfsExport | R::UpperRootOrigin { .. } | R::IndexedCopyUp { .. }
             ),
+            Fallback::NotDirectParent { .. } => false,
         }
     }
 }
@@ -75,6 +87,16 @@ impl fmt::Display for Fallback {
                 Ok(())
             }
             Fallback::Walker(reason) => write!(f, "{reason}"),
+            Fallback::NotDirectParent { id, parent, direct } => {
+                match parent {
+                    Some(p) => write!(f, "layer {p:?} is not the direct parent of {id:?}")?,
+                    None => write!(f, "an empty base is not the direct parent of {id:?}")?,
+                }
+                match direct {
+                    Some(d) => write!(f, " (its direct parent is {d:?})"),
+                    None => f.write_str(" (it is a base layer)"),
+                }
+            }
         }
     }
 }

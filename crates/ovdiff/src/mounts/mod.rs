@@ -4,7 +4,9 @@
 //! overlay with `lowerdir=`/`upperdir=` options otherwise. This module parses those options
 //! exactly as the kernel does (escapes, data-only layers, later-wins), reports every option
 //! that could make an upperdir-only diff wrong as a [`Hazard`], and finds the upperdir of a
-//! snapshot from its parent's mounts ([`resolve_upperdir`]).
+//! snapshot from its parent's mounts ([`resolve_upperdir`]). Kata Containers' layer options
+//! (`io.katacontainers.fs-opt.layer=…`) resolve to the same kind of layer stack
+//! ([`KataMount`]).
 //!
 //! ```
 //! use ovdiff::mounts::{KernelDefaults, Mount, OverlayConfig};
@@ -20,6 +22,7 @@
 mod config;
 mod effective;
 mod error;
+mod kata;
 mod lowerdir;
 mod upper;
 
@@ -28,6 +31,10 @@ use std::path::PathBuf;
 pub use config::{OverlayConfig, RedirectDir, UuidMode, Verity, Xino};
 pub use effective::{Effective, Hazard, KernelDefaults, RedirectMode};
 pub use error::MountError;
+pub use kata::{
+    is_kata_options, KataError, KataLayer, KataMount, LayerProblem, KATA_OPTION_PREFIX,
+    LAYER_OPTION, LAYER_SRC_PREFIX_OPTION, OVERLAY_RW_OPTION,
+};
 pub use upper::{resolve_upperdir, UpperResolution};
 
 /// A mount as containerd's snapshotters return it (`mount.Mount`): a type, a source and an

@@ -12,7 +12,7 @@ use fs_change::order::join;
 use fs_change::sys::{self, DirEntryName, Xattrs};
 use fs_change::{FileType, FsError, Meta, Source, TreeDir};
 
-use super::lookup::{LayerRef, Loc, Part, Resolved, WH_PREFIX};
+use super::lookup::{valid_name, LayerRef, Loc, Part, Resolved, WH_PREFIX, XWHITEOUT_YES};
 use super::{Shared, WhiteoutFormat};
 
 /// An open merged directory of a [`LayerStack`](super::LayerStack): the directories of every
@@ -71,7 +71,9 @@ impl StackDir {
     /// The name under which a user-visible xattr is stored in the layers.
     fn stored_attr(&self, attr: &CStr, name: &[u8]) -> Result<CString, FsError> {
         let stored = match self.shared.format {
-            WhiteoutFormat::Overlay => self.shared.namespace.stored_name(attr.to_bytes()),
+            WhiteoutFormat::Overlay | WhiteoutFormat::Xattr => {
+                self.shared.namespace.stored_name(attr.to_bytes())
+            }
             WhiteoutFormat::Aufs => attr.to_bytes().to_vec(),
         };
         CString::new(stored)
@@ -165,6 +167,37 @@ impl StackDir {
         Ok(out)
     }
 
+    /// gVisor rules: in each layer (topmost first) the names it holds count first, then its
+    /// `overlay.whiteout.NAME` xattrs hide `NAME` in the layers below.
+    fn list_xattr(&self) -> Result<Vec<DirEntryName>, FsError> {
+        let prefix = self.shared.namespace.private_name(b"whiteout.");
+        let mut decided: HashSet<Box<[u8]>> = HashSet::new();
+        let mut hidden: HashSet<Box<[u8]>> = HashSet::new();
+        let mut out = Vec::new();
+        for part in &self.parts {
+            let entries = sys::list_dir(part.fd.as_fd())
+                .map_err(|e| FsError::io("getdents64", self.part_display(part), e))?;
+            for entry in entries {
+                if hidden.contains(&entry.name) || !decided.insert(entry.name.clone()) {
+                    continue;
+                }
+                out.push(entry);
+            }
+            let attrs = list_xattrs_fd(part.fd.as_fd())
+                .map_err(|e| FsError::io("flistxattr", self.part_display(part), e))?;
+            for (attr, value) in attrs {
+                match attr.strip_prefix(&prefix[..]) {
+                    Some(name) if valid_name(name) && value == XWHITEOUT_YES => {
+                        hidden.insert(name.into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     fn part_display(&self, part: &Part) -> PathBuf {
         self.shared.layers[part.layer].display_path(&part.real)
     }
@@ -180,6 +213,7 @@ impl TreeDir for StackDir {
         match self.shared.format {
             WhiteoutFormat::Overlay => self.list_overlay(),
             WhiteoutFormat::Aufs => self.list_aufs(),
+            WhiteoutFormat::Xattr => self.list_xattr(),
         }
     }
 

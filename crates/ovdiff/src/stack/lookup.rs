@@ -21,6 +21,10 @@ use super::{Shared, WhiteoutFormat};
 pub(crate) const WH_PREFIX: &[u8] = b".wh.";
 /// The AUFS opaque marker.
 pub(crate) const WH_OPAQUE: &[u8] = b".wh..wh..opq";
+/// The value of a gVisor `overlay.whiteout.NAME` xattr that hides `NAME`.
+pub(crate) const XWHITEOUT_YES: &[u8] = b"y";
+/// `XATTR_NAME_MAX`: no longer xattr name can exist (asking for one fails with `ERANGE`).
+const XATTR_NAME_MAX: usize = 255;
 
 /// One layer's directory contributing to a merged directory.
 #[derive(Debug)]
@@ -163,6 +167,7 @@ impl Shared {
         match self.format {
             WhiteoutFormat::Overlay => self.lookup_overlay(parts, name, &ctx),
             WhiteoutFormat::Aufs => self.lookup_aufs(parts, name, &ctx),
+            WhiteoutFormat::Xattr => self.lookup_xattr(parts, name, &ctx),
         }
     }
 
@@ -549,6 +554,73 @@ impl Shared {
         Ok(None)
     }
 
+    /// The gVisor rules (`overlayLookup`): in each layer, the name itself counts first, then
+    /// the directory's `overlay.whiteout.NAME` = `y` hides the layers below (so a directory
+    /// found in that layer merges with nothing below). A directory below a non-directory, or a
+    /// non-directory below a directory, does not merge.
+    fn lookup_xattr(
+        &self,
+        parts: &[Part],
+        name: &[u8],
+        ctx: &Ctx<'_>,
+    ) -> Result<Option<Resolved>, FsError> {
+        let attr = self.namespace.private_name(b"whiteout.");
+        let attr = match attr.len() + name.len() <= XATTR_NAME_MAX {
+            true => std::ffi::CString::new([&attr[..], name].concat()).ok(),
+            false => None,
+        };
+        let mut hits: Vec<Hit> = Vec::new();
+        for part in parts {
+            let fd = part.fd.as_fd();
+            let mut stop = false;
+            if let Some(meta) = sys::stat_at(fd, name).map_err(|e| ctx.io("statx", e))? {
+                let real = join(&part.real, name);
+                if !meta.is_dir() {
+                    if hits.is_empty() {
+                        hits.push(Hit::File {
+                            layer: part.layer,
+                            real,
+                            meta,
+                            metacopy: false,
+                        });
+                    }
+                    stop = true;
+                } else if let Some(dir) =
+                    sys::open_dir_at(fd, name).map_err(|e| ctx.io("openat", e))?
+                {
+                    hits.push(Hit::Dir {
+                        layer: part.layer,
+                        fd: dir,
+                        real,
+                        meta,
+                    });
+                }
+            }
+            if let Some(attr) = &attr {
+                let value = sys::get_xattr_fd(fd, attr).map_err(|e| ctx.io("fgetxattr", e))?;
+                stop |= value.as_deref() == Some(XWHITEOUT_YES);
+            }
+            if stop {
+                break;
+            }
+        }
+        self.assemble(hits, &Self::settled(), ctx)
+    }
+
+    /// The lookup state of a finished lookup without redirects or metacopy.
+    fn settled() -> State {
+        State {
+            name: Vec::new(),
+            absolute: false,
+            is_dir: false,
+            stop: true,
+            last: true,
+            metacopy: false,
+            absolute_redirect: false,
+            redirected: false,
+        }
+    }
+
     /// The AUFS rules: in each layer, the name itself counts first, then `.wh.NAME` hides the
     /// layers below; a directory's `.wh..wh..opq` stops the merge below it.
     fn lookup_aufs(
@@ -599,16 +671,6 @@ impl Shared {
                 break;
             }
         }
-        let st = State {
-            name: Vec::new(),
-            absolute: false,
-            is_dir: false,
-            stop: true,
-            last: true,
-            metacopy: false,
-            absolute_redirect: false,
-            redirected: false,
-        };
-        self.assemble(hits, &st, ctx)
+        self.assemble(hits, &Self::settled(), ctx)
     }
 }

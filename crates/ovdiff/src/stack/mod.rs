@@ -19,7 +19,9 @@
 //!   `overlay.overlay.X` shows as `overlay.X`.
 //!
 //! [`WhiteoutFormat::Aufs`] reads layers extracted AUFS/OCI style instead: `.wh.NAME` files,
-//! `.wh..wh..opq` opaque markers, other `.wh..wh.*` metadata hidden.
+//! `.wh..wh..opq` opaque markers, other `.wh..wh.*` metadata hidden. [`WhiteoutFormat::Xattr`]
+//! reads gVisor-style layers: a directory hides the name `NAME` in the layers below it with the
+//! private xattr `overlay.whiteout.NAME` = `y`.
 //!
 //! ```no_run
 //! use fs_change::{Tree, TreeDir};
@@ -60,6 +62,12 @@ pub enum WhiteoutFormat {
     /// AUFS / extracted OCI layers: `.wh.NAME` hides `NAME` in the layers below,
     /// `.wh..wh..opq` makes its directory opaque, other `.wh.*` names are never visible.
     Aufs,
+    /// gVisor: a directory hides `NAME` in the layers below it with the private xattr
+    /// `overlay.whiteout.NAME` = `y` (chosen namespace only; other values hide nothing). An
+    /// entry of that name in the same layer still shows, and a directory there does not merge
+    /// with the ones below. Devices, `.wh.` names, `overlay.opaque`, redirects and metacopy
+    /// have no meaning: those entries are ordinary. Private xattrs stay hidden.
+    Xattr,
 }
 
 /// A layer stack could not be set up.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// ovdiff: turn a change to a container filesystem into an OCI layer tar, fast.
 ///
@@ -27,8 +27,10 @@ pub(crate) enum Command {
     Diff(DiffArgs),
     /// List the changes: `A /path`, `M /path`, `D /path` (or JSON lines).
     Changes(ChangesArgs),
-    /// Apply a layer tar (plain, gzip or zstd) onto a directory.
+    /// Apply a layer tar (plain, gzip or zstd) onto a directory, or into a driver's layer.
     Apply(ApplyArgs),
+    /// Print what a change adds: bytes of file data and changes by kind, without a tar.
+    Size(SizeArgs),
     /// Generate a base, mutate it through an overlay, run both differs, verify the layer.
     Demo(DemoArgs),
 }
@@ -58,6 +60,17 @@ pub(crate) struct Selectors {
     /// lower layers.
     #[arg(long, value_name = "DIR", help_heading = "Input")]
     pub(crate) overlay2: Option<PathBuf>,
+    /// AUFS driver root (`/var/lib/docker/aufs`, with diff/ and layers/): diff layer --id over
+    /// its parent chain, merged in userspace by AUFS rules.
+    #[arg(long, value_name = "ROOT", requires = "id", help_heading = "Input")]
+    pub(crate) aufs: Option<PathBuf>,
+    /// The layer of the --aufs store to diff.
+    #[arg(long, value_name = "ID", requires = "aufs", help_heading = "Input")]
+    pub(crate) id: Option<String>,
+    /// With --aufs: diff against this layer instead of the direct parent (`""`: an empty
+    /// base). Any layer but the direct parent compares both merged trees in full.
+    #[arg(long, value_name = "ID", requires = "aufs", help_heading = "Input")]
+    pub(crate) parent: Option<String>,
     /// The mounted merged view of the upperdir, for the naive differ to walk instead of a
     /// userspace merge (exact for index=on hardlink aliases).
     #[arg(long, value_name = "DIR", help_heading = "Input")]
@@ -65,7 +78,8 @@ pub(crate) struct Selectors {
     /// The overlay keeps its private xattrs in user.overlay.* (mounted with userxattr).
     #[arg(long, help_heading = "Input")]
     pub(crate) userxattr: bool,
-    /// Whiteout encoding of the upperdir (and lowers): kernel 0/0 devices or AUFS .wh. files.
+    /// Whiteout encoding of the upperdir (and lowers): kernel 0/0 devices, AUFS .wh. files,
+    /// fuse-overlayfs (either), or gVisor overlay.whiteout.NAME xattrs on the parent (xattr).
     #[arg(long, value_enum, default_value_t = WhiteoutsArg::Overlay, help_heading = "Input")]
     pub(crate) whiteouts: WhiteoutsArg,
     /// An opaque directory that replaced a base directory becomes explicit deletes of the old
@@ -132,6 +146,20 @@ pub(crate) struct ChangesArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct SizeArgs {
+    #[command(flatten)]
+    pub(crate) sel: Selectors,
+    /// One JSON object instead of the key=value line.
+    #[arg(long, help_heading = "Output")]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("target")
+        .required(true)
+        .args(["dir", "overlay2", "aufs"])
+))]
 pub(crate) struct ApplyArgs {
     /// The layer (plain tar, gzip or zstd), or `-` for stdin (the default; refused when stdin
     /// is a terminal).
@@ -139,12 +167,37 @@ pub(crate) struct ApplyArgs {
     pub(crate) input: Option<PathBuf>,
     /// The directory to apply onto (must exist).
     #[arg(value_name = "DIR")]
-    pub(crate) dir: PathBuf,
+    pub(crate) dir: Option<PathBuf>,
+    /// Apply into a Docker overlay2 layer directory (`ROOT/ID`): into its diff/ in overlay
+    /// form (0/0 whiteout devices, overlay.opaque), then print the layer's size as `ovdiff
+    /// size` does.
+    #[arg(long, value_name = "DIR", help_heading = "Driver layer")]
+    pub(crate) overlay2: Option<PathBuf>,
+    /// Apply into layer --id of an AUFS driver root: into diff/ID with .wh. whiteout files,
+    /// then print the layer's size as `ovdiff size` does.
+    #[arg(
+        long,
+        value_name = "ROOT",
+        requires = "id",
+        help_heading = "Driver layer"
+    )]
+    pub(crate) aufs: Option<PathBuf>,
+    /// The layer of the --aufs store to apply into (its diff/ID must exist).
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "aufs",
+        help_heading = "Driver layer"
+    )]
+    pub(crate) id: Option<String>,
+    /// With --overlay2 or --aufs: print the size as JSON.
+    #[arg(long, help_heading = "Driver layer")]
+    pub(crate) json: bool,
     /// Write whiteouts as 0/0 character devices and opaque markers as the overlay.opaque xattr,
     /// into a fresh upperdir (instead of deleting).
     #[arg(long)]
     pub(crate) overlay_whiteouts: bool,
-    /// With --overlay-whiteouts: use user.overlay.opaque (for a userxattr mount).
+    /// With --overlay-whiteouts or --overlay2: use user.overlay.opaque (for a userxattr mount).
     #[arg(long)]
     pub(crate) userxattr: bool,
     /// xattrs applied from the layer: security.capability only (compat), or also user.*,
@@ -181,6 +234,8 @@ pub(crate) enum WhiteoutsArg {
     Aufs,
     /// fuse-overlayfs: devices or .wh. files, either opaque form.
     FuseOverlayfs,
+    /// gVisor: a directory's overlay.whiteout.NAME xattr (= y) hides NAME.
+    Xattr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use fs_change::{Change, ChangeKind, FileType, FnSink, SinkError};
 use ovdiff::mounts::OverlayConfig;
 use ovdiff::output::Compression;
-use ovdiff::{Base, Diff, DiffReport, Differ, OpaquePolicy, WhiteoutFormat};
+use ovdiff::{Base, Diff, DiffReport, Differ, OpaquePolicy, SizeReport, WhiteoutFormat};
 
 use crate::args::{
-    ChangesArgs, CompressArg, DiffArgs, DifferArg, OpaqueArg, Selectors, WhiteoutsArg,
+    ChangesArgs, CompressArg, DiffArgs, DifferArg, OpaqueArg, Selectors, SizeArgs, WhiteoutsArg,
 };
 use crate::progress::Spinner;
 use crate::Failure;
@@ -25,6 +25,7 @@ pub(crate) fn build(sel: &Selectors) -> Result<Diff, Failure> {
         sel.tree.is_some(),
         sel.mount_options.is_some(),
         sel.overlay2.is_some(),
+        sel.aufs.is_some(),
     ]
     .iter()
     .filter(|&&b| b)
@@ -32,15 +33,30 @@ pub(crate) fn build(sel: &Selectors) -> Result<Diff, Failure> {
     if modes == 0 {
         return Err(usage(
             "say what changed: --upper DIR (--base DIR | --lower DIR:DIR…), --base DIR --tree \
-             DIR, --mount-options OPTS or --overlay2 DIR",
+             DIR, --mount-options OPTS, --overlay2 DIR or --aufs ROOT --id ID",
         ));
     }
     if modes > 1 {
         return Err(usage(
-            "--upper, --tree, --mount-options and --overlay2 are alternatives: give one",
+            "--upper, --tree, --mount-options, --overlay2 and --aufs are alternatives: give one",
         ));
     }
-    let mut diff = if let Some(upper) = &sel.upper {
+    if sel.aufs.is_some() {
+        if sel.base.is_some() || !sel.lower.is_empty() {
+            return Err(usage(
+                "--aufs names its own parent layers: drop --base/--lower (use --parent ID)",
+            ));
+        }
+        if !matches!(sel.whiteouts, WhiteoutsArg::Overlay | WhiteoutsArg::Aufs) {
+            return Err(usage("--aufs layers hold AUFS whiteouts: drop --whiteouts"));
+        }
+    }
+    let mut diff = if let (Some(root), Some(id)) = (&sel.aufs, &sel.id) {
+        match &sel.parent {
+            None => Diff::aufs(root, id)?,
+            Some(p) => Diff::aufs_against(root, id, Some(p.as_str()).filter(|p| !p.is_empty()))?,
+        }
+    } else if let Some(upper) = &sel.upper {
         let base = match (&sel.base, sel.lower.is_empty()) {
             (Some(_), false) => return Err(usage("--upper takes --base DIR or --lower, not both")),
             (None, true) => return Err(usage("--upper needs --base DIR or --lower DIR:DIR…")),
@@ -73,12 +89,17 @@ pub(crate) fn build(sel: &Selectors) -> Result<Diff, Failure> {
     if let Some(m) = &sel.merged {
         diff = diff.merged(m);
     }
+    let whiteouts = match sel.whiteouts {
+        _ if sel.aufs.is_some() => WhiteoutsArg::Aufs,
+        w => w,
+    };
     Ok(diff
         .userxattr(sel.userxattr)
-        .whiteouts(match sel.whiteouts {
+        .whiteouts(match whiteouts {
             WhiteoutsArg::Overlay => WhiteoutFormat::Kernel,
             WhiteoutsArg::Aufs => WhiteoutFormat::Aufs,
             WhiteoutsArg::FuseOverlayfs => WhiteoutFormat::FuseOverlayfs,
+            WhiteoutsArg::Xattr => WhiteoutFormat::Xattr,
         })
         .opaque(match sel.opaque {
             OpaqueArg::Explicit => OpaquePolicy::Compat,
@@ -310,6 +331,71 @@ pub(crate) fn run_changes(a: ChangesArgs) -> Result<ExitCode, Failure> {
         report.elapsed.as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_size(a: SizeArgs) -> Result<ExitCode, Failure> {
+    let progress = ovdiff::Progress::new();
+    let diff = build(&a.sel)?.progress(progress.clone());
+    let spinner = Spinner::start(progress, "size");
+    let report = diff.size();
+    drop(spinner);
+    print_size(&report?, a.json)
+}
+
+/// Prints a size report to stdout (the `ovdiff size` line, or its JSON object) and which
+/// differ produced it to stderr.
+pub(crate) fn print_size(r: &SizeReport, json: bool) -> Result<ExitCode, Failure> {
+    let line = if json { size_json(r) } else { size_line(r) };
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Run(format!("writing to stdout: {e}")))?;
+    let mut s = format!("{} differ", r.diff.differ);
+    if let Some(f) = &r.diff.fallback {
+        s.push_str(&format!(" (fallback: {f})"));
+    }
+    eprintln!(
+        "ovdiff: {s}: {} ({} changes), {} entries walked, {:.2} s",
+        human(r.bytes),
+        r.changes(),
+        r.diff.entries,
+        r.diff.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bytes=N files=N shared=N added=N modified=N deleted=N opaque=N unmodified=N differ=KIND`.
+pub(crate) fn size_line(r: &SizeReport) -> String {
+    format!(
+        "bytes={} files={} shared={} added={} modified={} deleted={} opaque={} unmodified={} \
+         differ={}",
+        r.bytes,
+        r.files,
+        r.shared,
+        r.added,
+        r.modified,
+        r.deleted,
+        r.opaque_markers,
+        r.unmodified,
+        r.diff.differ
+    )
+}
+
+/// The same fields as [`size_line`] as one JSON object, plus the fallback reason (or null).
+pub(crate) fn size_json(r: &SizeReport) -> String {
+    serde_json::json!({
+        "bytes": r.bytes,
+        "files": r.files,
+        "shared": r.shared,
+        "added": r.added,
+        "modified": r.modified,
+        "deleted": r.deleted,
+        "opaque": r.opaque_markers,
+        "unmodified": r.unmodified,
+        "differ": r.diff.differ.as_str(),
+        "fallback": r.diff.fallback.as_ref().map(|f| f.to_string()),
+    })
+    .to_string()
 }
 
 /// One change as a JSON object.

@@ -1,8 +1,9 @@
 //! `ovdiff`: a change to a container filesystem as an OCI layer tar, fast.
 //!
-//! Subcommands: `diff` (write the layer), `changes` (list them), `apply` (unpack a layer onto a
-//! directory), `demo` (generate, mutate, diff with both differs, verify). Exit codes: 0 ok,
-//! 1 diff/apply error (the message names the path and the cause), 2 usage.
+//! Subcommands: `diff` (write the layer), `changes` (list them), `size` (what the change adds),
+//! `apply` (unpack a layer onto a directory or into a driver's layer), `demo` (generate,
+//! mutate, diff with both differs, verify). Exit codes: 0 ok, 1 diff/apply error (the message
+//! names the path and the cause), 2 usage.
 
 mod apply;
 mod args;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => diff::run_diff(a),
         Command::Changes(a) => diff::run_changes(a),
         Command::Apply(a) => apply::run(a),
+        Command::Size(a) => diff::run_size(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {
