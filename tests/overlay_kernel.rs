@@ -108,6 +108,13 @@ impl Done {
         overlay_diff(self.upper(), &self.base, cfg)
     }
 
+    /// Applies `changes` to a fresh copy of the base (under `applied-<label>`) and compares
+    /// the result with the kernel's merged view.
+    fn reproduces_merged(&self, label: &str, changes: &[Change]) -> Result<(), String> {
+        let applied = self.tmp.path().join(format!("applied-{label}"));
+        round_trip(&self.base, &applied, changes, &self.merged_copy)
+    }
+
     fn naive(&self) -> Vec<Change> {
         let base = DirTree::open(&self.base).expect("base");
         let merged = DirTree::open(&self.merged_copy).expect("merged copy");
@@ -636,21 +643,11 @@ fn property_case(seed: u64) -> Result<Case, String> {
         .max_depth(4)
         .generate(&base)
         .map_err(|e| format!("generate: {e}"))?;
-    // Cycle through the kernel features an upperdir can carry: plain, redirects, and
-    // redirects with metacopy (chmod/chown then copy up metadata only).
-    let (label, opts) = match seed % 4 {
-        1 => (
-            "property redirect_dir=on",
-            MountOptions::new().redirect_dir(Some("on")),
-        ),
-        3 => (
-            "property metacopy=on",
-            MountOptions::new()
-                .redirect_dir(Some("on"))
-                .metacopy(Some(true)),
-        ),
-        _ => ("property", MountOptions::new()),
-    };
+    // Cycle through the kernel feature matrix: index=off (what containerd and Docker pass),
+    // redirects, the user.overlay. namespace, redirects with metacopy (chmod/chown then copy up
+    // metadata only), and index=on (which must fall back to the naive differ).
+    let feature = Feature::of(seed);
+    let (label, opts) = (feature.label(), feature.mount_options());
     let Some(m) = mount_existing(label, &opts, tmp, base) else {
         return Ok(Case::Skipped);
     };
@@ -667,7 +664,24 @@ fn property_case(seed: u64) -> Result<Case, String> {
     }
     let done = m.finish();
     let context = |what: String| format!("seed {seed} ({label}): {what}\n plan: {plan:?}");
-    let overlay = match done.overlay(plain) {
+    if feature == Feature::IndexOn {
+        // Told the truth about the mount, the differ must refuse; the naive differ then
+        // produces the layer, and it must round-trip.
+        return match done.overlay(|d| feature.configure(d)) {
+            Err(OverlayError::NeedsFallback(FallbackReason::IndexOn)) => {
+                if safe {
+                    done.reproduces_merged("naive", &done.naive())
+                        .map_err(|e| context(format!("applying the naive fallback diff: {e}")))?;
+                }
+                Ok(Case::FellBack(FallbackReason::IndexOn))
+            }
+            other => Err(context(format!(
+                "index=on must fall back, got {:?}",
+                other.map(|(c, _)| lines(&c))
+            ))),
+        };
+    }
+    let overlay = match done.overlay(|d| feature.configure(d)) {
         Ok((changes, _)) => changes,
         // A redirected directory showing base hardlinks with names elsewhere: the one hazard a
         // redirect-following walk cannot express in order; the naive differ takes over.
@@ -678,27 +692,19 @@ fn property_case(seed: u64) -> Result<Case, String> {
     };
     let naive = done.naive();
     compare(&done.base, &overlay, &naive).map_err(context)?;
-    round_trip(
-        &done.base,
-        &done.tmp.path().join("applied-overlay"),
-        &overlay,
-        &done.merged_copy,
-    )
-    .map_err(|e| context(format!("applying the overlay diff: {e}")))?;
+    done.reproduces_merged("overlay", &overlay)
+        .map_err(|e| context(format!("applying the overlay diff: {e}")))?;
     if safe {
-        round_trip(
-            &done.base,
-            &done.tmp.path().join("applied-naive"),
-            &naive,
-            &done.merged_copy,
-        )
-        .map_err(|e| context(format!("applying the naive diff: {e}")))?;
+        done.reproduces_merged("naive", &naive)
+            .map_err(|e| context(format!("applying the naive diff: {e}")))?;
     }
     // The userspace merged view must agree with the kernel's: no change between them.
     let upper = DirTree::open(done.upper()).map_err(|e| e.to_string())?;
     let base_tree = DirTree::open(&done.base).map_err(|e| e.to_string())?;
     let kernel = DirTree::open(&done.merged_copy).map_err(|e| e.to_string())?;
-    let view = OverlayDiff::new(&upper, &base_tree).merged_view();
+    let view = feature
+        .configure(OverlayDiff::new(&upper, &base_tree))
+        .merged_view();
     let mut between = Vec::new();
     NaiveDiff::new(&kernel, &view)
         .run(&mut between)
@@ -713,17 +719,85 @@ fn property_case(seed: u64) -> Result<Case, String> {
     Ok(Case::Agreed)
 }
 
+/// One column of the kernel feature matrix the property test cycles through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feature {
+    IndexOff,
+    RedirectDir,
+    UserXattr,
+    Metacopy,
+    IndexOn,
+}
+
+impl Feature {
+    const ALL: [Feature; 5] = [
+        Feature::IndexOff,
+        Feature::RedirectDir,
+        Feature::UserXattr,
+        Feature::Metacopy,
+        Feature::IndexOn,
+    ];
+
+    fn of(seed: u64) -> Feature {
+        Feature::ALL[(seed % Feature::ALL.len() as u64) as usize]
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Feature::IndexOff => "property index=off",
+            Feature::RedirectDir => "property redirect_dir=on",
+            Feature::UserXattr => "property userxattr",
+            Feature::Metacopy => "property metacopy=on",
+            Feature::IndexOn => "property index=on",
+        }
+    }
+
+    fn mount_options(self) -> MountOptions {
+        let off = MountOptions::new().index(Some(false));
+        match self {
+            Feature::IndexOff => off,
+            Feature::RedirectDir => off.redirect_dir(Some("on")),
+            // The kernel refuses userxattr with an explicit redirect_dir=off; its defaults are off.
+            Feature::UserXattr => MountOptions::kernel_defaults().userxattr(true),
+            Feature::Metacopy => off.redirect_dir(Some("on")).metacopy(Some(true)),
+            Feature::IndexOn => MountOptions::new().index(Some(true)),
+        }
+    }
+
+    /// The differ told what the mount used, as a caller that parsed its options would.
+    fn configure(self, d: Diff<'_>) -> Diff<'_> {
+        match self {
+            Feature::UserXattr => d.namespace(Namespace::User).index(Index::Off),
+            Feature::IndexOn => d.index(Index::On),
+            _ => d.index(Index::Off),
+        }
+    }
+}
+
 fn property(cases: usize, first_seed: u64) {
     let started = std::time::Instant::now();
     let (mut ran, mut skipped, mut fell_back, mut refused, mut mismatches) =
         (0, 0, 0, 0, Vec::new());
+    let mut per_feature = [0usize; Feature::ALL.len()];
+    // A feature the kernel here refuses is skipped (its SKIP line says why) and not tried again.
+    let mut unavailable = [false; Feature::ALL.len()];
     for seed in first_seed..first_seed + cases as u64 {
-        match property_case(seed) {
+        let column = (seed % Feature::ALL.len() as u64) as usize;
+        if unavailable[column] {
+            continue;
+        }
+        let outcome = property_case(seed);
+        if matches!(outcome, Ok(Case::Agreed | Case::FellBack(_)) | Err(_)) {
+            per_feature[column] += 1;
+        }
+        match outcome {
             Ok(Case::Agreed) => ran += 1,
             Ok(Case::FellBack(reason)) => {
                 ran += 1;
                 fell_back += 1;
-                eprintln!("seed {seed}: fallback: {reason}");
+                if reason != FallbackReason::IndexOn {
+                    eprintln!("seed {seed}: fallback: {reason}");
+                }
             }
             Ok(Case::Refused(why)) => {
                 refused += 1;
@@ -731,7 +805,10 @@ fn property(cases: usize, first_seed: u64) {
             }
             Ok(Case::Skipped) => {
                 skipped += 1;
-                break; // the mount is impossible here; the SKIP line says why
+                unavailable[column] = true;
+                if unavailable.iter().all(|u| *u) {
+                    break; // no overlay mount at all here; the SKIP lines say why
+                }
             }
             Err(m) => {
                 ran += 1;
@@ -746,11 +823,19 @@ fn property(cases: usize, first_seed: u64) {
         mismatches.len(),
         started.elapsed().as_secs_f64(),
         if skipped > 0 {
-            ", skipped: no overlay mount"
+            format!(
+                ", {skipped} feature(s) skipped: the kernel refused the mount (SKIP lines above)"
+            )
         } else {
-            ""
+            String::new()
         }
     );
+    let matrix: Vec<String> = Feature::ALL
+        .iter()
+        .zip(per_feature)
+        .map(|(f, n)| format!("{}: {n}", f.label().trim_start_matches("property ")))
+        .collect();
+    eprintln!("property: scenarios per feature: {}", matrix.join(", "));
     assert!(mismatches.is_empty(), "mismatching seeds: {mismatches:?}");
 }
 
