@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fs_change::{Change, DirTree, FnSink, SinkError};
+use fs_change::{ChangeCounts, DirTree};
 use naive_diff::{DiffStats, NaiveDiff};
 use treegen::{apply_mutations, snapshot_copy, GenSpec, MutationSpec};
 
@@ -46,11 +46,7 @@ fn fixture(files: usize) -> Fixture {
 }
 
 fn run(f: &Fixture, threads: usize) -> DiffStats {
-    let mut count = 0u64;
-    let mut sink = FnSink(|_c: Change| -> Result<(), SinkError> {
-        count += 1;
-        Ok(())
-    });
+    let mut sink = ChangeCounts::default();
     NaiveDiff::new(&f.base, &f.new)
         .threads(threads)
         .run(&mut sink)

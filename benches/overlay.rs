@@ -19,21 +19,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use fs_change::{Change, ChangeSink, DirTree, SinkError, Tree, TreeDir};
+use fs_change::{Change, ChangeCounts, DirTree, Tree, TreeDir};
 use naive_diff::NaiveDiff;
 use treegen::{apply_changes, snapshot_copy, GenSpec, SizeMix, TreeBuilder};
 use upperdir_walk::{Index, OverlayDiff, WalkStats};
-
-/// Counts changes; the cheapest sink, so the differ is what is measured.
-#[derive(Debug, Default)]
-struct Count(u64);
-
-impl ChangeSink for Count {
-    fn push(&mut self, _change: Change) -> Result<(), SinkError> {
-        self.0 += 1;
-        Ok(())
-    }
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     let quick = std::env::var_os("OVDIFF_BENCH_QUICK").is_some();
@@ -174,7 +163,7 @@ fn synth_upper(base: &Path, upper: &Path, step: usize) {
 }
 
 fn overlay(upper: &DirTree, base: &DirTree, threads: usize) -> WalkStats {
-    let mut sink = Count::default();
+    let mut sink = ChangeCounts::default();
     OverlayDiff::new(upper, base)
         .index(Index::Off)
         .threads(threads)
@@ -182,13 +171,13 @@ fn overlay(upper: &DirTree, base: &DirTree, threads: usize) -> WalkStats {
         .expect("overlay diff")
 }
 
-fn naive(base: &DirTree, merged: &DirTree, threads: usize) -> u64 {
-    let mut sink = Count::default();
+fn naive(base: &DirTree, merged: &DirTree, threads: usize) -> ChangeCounts {
+    let mut sink = ChangeCounts::default();
     NaiveDiff::new(base, merged)
         .threads(threads)
         .run(&mut sink)
         .expect("naive diff");
-    sink.0
+    sink
 }
 
 /// The merged tree of `upper` over `base`: a copy of the base with the overlay's changes

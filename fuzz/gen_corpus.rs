@@ -13,8 +13,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ovdiff_fuzz::rawtar::{RawEntry as E, RawTar as Tar};
+use treegen::rawtar::{padded, pax_header, pax_record, set_signed_checksum};
 
 /// `apply_hostile` flag bits (see `fuzz_targets/apply_hostile.rs`).
+const RAW: u8 = 1 << 0;
 const OVERLAY: u8 = 1 << 1;
 const USERXATTR: u8 = 1 << 2;
 const SKIP_TRUSTED: u8 = 1 << 3;
@@ -97,7 +99,37 @@ fn breakouts() -> Vec<(&'static str, Vec<u8>)> {
         ("unterminated", passwd_layer().unterminated()),
         // A valid PAX record whose value holds newlines (binary xattrs do): length-prefixed
         // records must not be split on `\n`.
-        ("pax_newline_value", Tar::new().add(E::dir("b").xattr("user.x", b"\n\n")).add(E::file("f", b"x").xattr("security.capability", b"\x01\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")).finish()),
+        ("pax_newline_value", Tar::new().add(E::dir("b").xattr("user.x", b"\n\n")).add(E::file("f", b"x").xattr("security.capability", treegen::rawtar::CAPABILITY_WITH_NEWLINE)).finish()),
+    ]
+}
+
+/// Streams the applier's reader splits into more entries than tar-rs 0.4 in raw mode reads
+/// headers (the entry-count bound `apply_hostile` once took from tar-rs failed on both), with
+/// the flags each needs.
+fn framing() -> Vec<(&'static str, u8, Vec<u8>)> {
+    // PAX size 0 for an entry whose header says 2048: tar-rs skips the two entries after it
+    // as data, the applier reads them.
+    let hidden = Tar::new()
+        .add(E::file("hidden1", b"1"))
+        .add(E::file("hidden2", b"2"))
+        .unterminated();
+    let pax_size = Tar::new()
+        .raw(&pax_header(&pax_record(b"size", b"0")))
+        .raw(&E::file("outer", b"").header_sized(hidden.len() as u64))
+        .raw(&hidden)
+        .finish();
+    // A checksum written as the signed byte sum (old Sun tar), kept with RAW: tar-rs refuses
+    // the header, Go and the applier take it.
+    let mut signed = E::file(b"caf\xe9", b"s").header();
+    set_signed_checksum(&mut signed);
+    let signed = Tar::new()
+        .raw(&signed)
+        .raw(&padded(b"s"))
+        .add(E::file("after", b"a"))
+        .finish();
+    vec![
+        ("pax_size_hides_headers", 0, pax_size),
+        ("signed_checksum", RAW, signed),
     ]
 }
 
@@ -124,6 +156,9 @@ fn apply_hostile(dir: &Path) {
         if let Some((suffix, flags, comp)) = variant {
             write_seed(dir, &format!("{name}.{suffix}"), flags, comp, tar);
         }
+    }
+    for (name, flags, tar) in framing() {
+        write_seed(dir, name, flags, 0, &tar);
     }
 }
 

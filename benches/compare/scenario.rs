@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! compare-scenario base  OUT --files N --seed S [--grow-from DIR]
+//! compare-scenario mutate BASE SCEN --percent P --seed S [--tolerance T]
+//! compare-scenario mutate BASE SCEN --upper-entries N --seed S [--tolerance T]
 //! compare-scenario mutate BASE SCEN --count N --seed S [--plan-from DIR]
 //! compare-scenario data  BASE SCEN --bytes N --seed S
 //! ```
@@ -11,27 +13,32 @@
 //!   entries below `zz-grown-S/`, so a larger base contains a smaller one exactly and one
 //!   upperdir fits both.
 //! - `mutate` mounts a kernel overlay (`redirect_dir=off,metacopy=off,index=off`, containerd's
-//!   settings) over `BASE` with the upperdir `SCEN/upper`, applies `N` seeded mutation steps
-//!   through the merged view (planned on the merged view, or on `--plan-from DIR`, a tree the
-//!   base contains, so the same change can be laid over bases of different sizes), copies the
-//!   merged view to `SCEN/merged` and unmounts. `SCEN/upper` is then a real kernel upperdir.
-//!   Planning costs time proportional to steps × entries, so more than
-//!   [`PARTITION_ABOVE`] steps are spread over subtrees of at most [`UNIT_ENTRIES`] entries,
-//!   each planned on its own, in proportion to their sizes.
+//!   settings) over `BASE` with the upperdir `SCEN/upper`, changes the tree through the merged
+//!   view, copies the merged view to `SCEN/merged` and unmounts. `SCEN/upper` is then a real
+//!   kernel upperdir. The size of the change is either
+//!   - `--percent P`: calibrated ([`calibrate`]): seeded batches of mutation steps until the
+//!     upperdir holds P% of BASE's entry count (`--upper-entries N`: N entries), within
+//!     ±`--tolerance` (default 0.1, i.e. ±10%); or
+//!   - `--count N`: `N` seeded mutation steps, whatever upperdir they make (planned on the
+//!     merged view, or on `--plan-from DIR`, a tree the base contains, so the same change can
+//!     be laid over bases of different sizes).
+//!
+//!   Planning costs time proportional to steps × entries, so large batches are spread over
+//!   subtrees ([`plan`]).
 //! - `data` does the same with one change: writing data-heavy files of about `N` bytes in
 //!   total below `data/` through the merged view.
 //!
 //! Each command prints one `key=value` line about what it made.
 
+mod calibrate;
+mod plan;
+
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use treegen::{
-    apply_mutations, snapshot_copy, GenSpec, MountOptions, MutationSpec, OverlayMount, SizeMix,
-};
+use treegen::{apply_mutations, snapshot_copy, GenSpec, MountOptions, OverlayMount, SizeMix};
 
 /// A failure with the step and path it concerns.
 #[derive(Debug)]
@@ -159,100 +166,71 @@ fn through_overlay(
     Ok(())
 }
 
-/// Above this many steps, the change is planned per subtree.
-const PARTITION_ABOVE: usize = 5000;
-/// Largest subtree planned as one unit.
-const UNIT_ENTRIES: u64 = 20_000;
-
-/// Entries below `dir` (not following symlinks), and its subdirectories with theirs.
-#[derive(Debug)]
-struct Sizes {
-    entries: u64,
-    subdirs: Vec<(PathBuf, Sizes)>,
-}
-
-fn sizes(dir: &Path) -> Result<Sizes, Failure> {
-    let mut out = Sizes {
-        entries: 0,
-        subdirs: Vec::new(),
-    };
-    let list = fs::read_dir(dir).map_err(fail(format!("listing {}", dir.display())))?;
-    for e in list {
-        let e = e.map_err(fail(format!("listing {}", dir.display())))?;
-        let ft = e
-            .file_type()
-            .map_err(fail(format!("stat {}", e.path().display())))?;
-        out.entries += 1;
-        if ft.is_dir() {
-            let sub = sizes(&e.path())?;
-            out.entries += sub.entries;
-            out.subdirs.push((e.path(), sub));
-        }
-    }
-    out.subdirs.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-/// Subtrees of at most [`UNIT_ENTRIES`] entries covering most of the tree, with their sizes.
-fn units(dir: &Path, s: &Sizes, out: &mut Vec<(PathBuf, u64)>) {
-    if s.entries <= UNIT_ENTRIES {
-        out.push((dir.to_path_buf(), s.entries));
-        return;
-    }
-    for (sub, ss) in &s.subdirs {
-        units(sub, ss, out);
-    }
-}
-
-/// Plans and applies `count` steps below `root`, returning (applied, renames copied).
-fn mutate_tree(root: &Path, count: usize, seed: u64) -> Result<(usize, usize), Failure> {
-    let plan = MutationSpec::new(seed)
-        .count(count)
-        .overlay_safe(true)
-        .plan(root)
-        .map_err(fail(format!("planning mutations on {}", root.display())))?;
-    let report =
-        apply_mutations(root, &plan).map_err(fail(format!("mutating {}", root.display())))?;
-    Ok((report.applied, report.renames_copied))
-}
-
 fn mutate(a: &Args) -> Result<(), Failure> {
     let base_dir = a.path(1, "BASE")?;
     let scen = a.path(2, "SCEN")?;
-    let count = usize::try_from(a.num("count")?).map_err(fail("--count"))?;
     let seed = a.num("seed")?;
     let plan_from = a.opt("plan-from").map(PathBuf::from);
-    through_overlay(&base_dir, &scen, |merged| {
-        if let Some(from) = &plan_from {
-            let plan = MutationSpec::new(seed)
-                .count(count)
-                .overlay_safe(true)
-                .plan(from)
-                .map_err(fail(format!("planning mutations on {}", from.display())))?;
-            let report = apply_mutations(merged, &plan)
-                .map_err(fail(format!("mutating {}", merged.display())))?;
-            return Ok(format!(
-                "mutations={} renames_copied={}",
-                report.applied, report.renames_copied
+    let want = match (a.opt("percent"), a.opt("upper-entries")) {
+        (_, Some(_)) => Some(a.num("upper-entries")?),
+        (Some(p), None) => {
+            let pct: f64 = p
+                .parse()
+                .map_err(|e| Failure(format!("--percent {p}: not a number: {e}")))?;
+            let base_entries = calibrate::count_entries(&base_dir)?;
+            Some((base_entries as f64 * pct / 100.0).round() as u64)
+        }
+        (None, None) => None,
+    };
+    if let Some(want) = want {
+        if plan_from.is_some() {
+            return Err(Failure(
+                "--plan-from goes with --count, not a calibrated change".into(),
             ));
         }
-        if count <= PARTITION_ABOVE {
-            let (applied, copied) = mutate_tree(merged, count, seed)?;
-            return Ok(format!("mutations={applied} renames_copied={copied}"));
-        }
-        let tree = sizes(merged)?;
-        let mut parts = Vec::new();
-        units(merged, &tree, &mut parts);
+        let tolerance = match a.opt("tolerance") {
+            Some(t) => t
+                .parse::<f64>()
+                .map_err(|e| Failure(format!("--tolerance {t}: not a number: {e}")))?,
+            None => 0.1,
+        };
+        let target = calibrate::Target::new(want, tolerance);
+        let upper = scen.join("upper");
+        let base_entries = calibrate::count_entries(&base_dir)?;
+        return through_overlay(&base_dir, &scen, |merged| {
+            let o = calibrate::calibrate(merged, &upper, target, seed)?;
+            Ok(format!(
+                "base_entries={base_entries} target_upper={} window={}..={} upper_entries={} \
+                 upper_pct={:.3} mutations={} batches={} replans={} renames_copied={}",
+                target.want,
+                target.lo,
+                target.hi,
+                o.upper_entries,
+                o.upper_entries as f64 * 100.0 / base_entries.max(1) as f64,
+                o.mutations,
+                o.batches,
+                o.replans,
+                o.renames_copied
+            ))
+        });
+    }
+    let count = usize::try_from(a.num("count")?).map_err(fail("--count"))?;
+    through_overlay(&base_dir, &scen, |merged| {
+        let parts = match &plan_from {
+            // The plan's paths are relative to `from`, which the base contains at its root.
+            Some(from) => vec![plan::Part {
+                rel: PathBuf::new(),
+                muts: plan::plan_tree(from, count, seed)?,
+            }],
+            None => plan::plan_parts(merged, count, seed)?,
+        };
         let (mut applied, mut copied) = (0, 0);
-        for (i, (dir, n)) in parts.iter().enumerate() {
-            let share = (count as u64 * n + tree.entries / 2) / tree.entries.max(1);
-            let share = usize::try_from(share).unwrap_or(count);
-            if share == 0 {
-                continue;
-            }
-            let (a, c) = mutate_tree(dir, share, seed ^ ((i as u64 + 1) << 32))?;
-            applied += a;
-            copied += c;
+        for part in &parts {
+            let root = merged.join(&part.rel);
+            let r = apply_mutations(&root, &part.muts)
+                .map_err(fail(format!("mutating {}", root.display())))?;
+            applied += r.applied;
+            copied += r.renames_copied;
         }
         Ok(format!(
             "mutations={applied} renames_copied={copied} planned_in={} subtrees",

@@ -1287,35 +1287,13 @@ fn capability(bits: u8) -> Vec<u8> {
     v
 }
 
-/// Whether to generate inputs that hit known, reported bugs (`OVDIFF_FUZZ_KNOWN_ISSUES=1`).
-///
-/// Known today: `layer_apply` refuses a PAX record whose value holds a newline byte
-/// ("malformed pax extension": tar-rs 0.4 splits PAX data on `\n` instead of reading the
-/// length prefix), so an xattr value with a 0x0a byte — a `security.capability` with bit 1 and
-/// 3 set — makes a valid layer unappliable. Off by default so the target keeps looking for
-/// other bugs; turn it on to check a fix.
-pub fn known_issues() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("OVDIFF_FUZZ_KNOWN_ISSUES").is_some())
-}
-
-/// An xattr value byte, steered off `\n` unless [`known_issues`] is on.
-fn xattr_byte(v: u8) -> u8 {
-    if v == b'\n' && !known_issues() {
-        v ^ 0x80
-    } else {
-        v
-    }
-}
-
 fn attrs_steps(mut t: TreeBuilder, p: &[u8], a: &Attrs, dir: bool) -> TreeBuilder {
     t = t.chown(p, a.uid, a.gid).chmod(p, a.mode);
     if let Some(v) = a.user_x {
-        let v = xattr_byte(v);
         t = t.xattr(p, "user.x", [v, v]);
     }
     if let (Some(c), false) = (a.cap, dir) {
-        t = t.xattr(p, "security.capability", capability(xattr_byte(c)));
+        t = t.xattr(p, "security.capability", capability(c));
     }
     t
 }

@@ -130,6 +130,37 @@ pub(crate) fn read_chunk(
     Ok(buf)
 }
 
+/// Reads a whole file of recorded `size` into the empty `buf` (which has room for at least
+/// `size + 1` bytes): stops at end of file, at a short read once `size` bytes are in (for a
+/// regular file a short read is end of file, as the serial path also relies on), or past
+/// `size`. Returns the bytes and whether end of file was seen; more than `size` bytes means
+/// the file grew, fewer that it shrank.
+pub(crate) fn read_to_end(
+    file: &File,
+    mut buf: Vec<u8>,
+    size: usize,
+    source: &Source,
+) -> Result<(Vec<u8>, bool), ContentError> {
+    buf.reserve(size + 1);
+    while buf.len() <= size {
+        let asked = buf.capacity() - buf.len();
+        match rustix::io::read(file, rustix::buffer::spare_capacity(&mut buf)) {
+            Ok(0) => return Ok((buf, true)),
+            Ok(n) if n < asked && buf.len() == size => return Ok((buf, true)),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(ContentError::Fs(FsError::io(
+                    "read",
+                    source.display_path(),
+                    io::Error::from(e),
+                )))
+            }
+        }
+    }
+    Ok((buf, false))
+}
+
 /// After the recorded size was read, one more read must find end of file; otherwise the file
 /// grew while it was being read.
 pub(crate) fn expect_eof(file: &mut File, size: u64, source: &Source) -> Result<(), ContentError> {

@@ -458,16 +458,15 @@ fn read_whole(
     if !budget.acquire(seq, size) {
         return None;
     }
-    let checked =
-        content::read_chunk(&opened.file, budget.buffer(size), size, source).and_then(|buf| {
-            match buf.len().cmp(&size) {
-                std::cmp::Ordering::Less => {
-                    Err(content::shrank(source, size as u64, buf.len() as u64))
-                }
-                std::cmp::Ordering::Greater => Err(content::grew(source, size as u64)),
-                std::cmp::Ordering::Equal => {
-                    content::expect_eof(&mut opened.file, size as u64, source).map(|()| buf)
-                }
+    // One byte of room past the size: a read that comes back short of it has met end of
+    // file, so the usual case needs no second read to prove the file did not grow.
+    let checked = content::read_to_end(&opened.file, budget.buffer(size + 1), size, source)
+        .and_then(|(buf, at_eof)| match buf.len().cmp(&size) {
+            std::cmp::Ordering::Less => Err(content::shrank(source, size as u64, buf.len() as u64)),
+            std::cmp::Ordering::Greater => Err(content::grew(source, size as u64)),
+            std::cmp::Ordering::Equal if at_eof => Ok(buf),
+            std::cmp::Ordering::Equal => {
+                content::expect_eof(&mut opened.file, size as u64, source).map(|()| buf)
             }
         });
     Some(match checked {

@@ -648,24 +648,24 @@ impl<W: Write> ChangeWriter<W> {
         ticket: Ticket,
     ) -> Result<Xattrs, WriteError> {
         ticket.set_head();
-        let fd_xattrs = match ticket.rx.recv() {
-            Ok(Msg::Whole(fd_xattrs, bytes)) if bytes.len() as u64 == spec.size => {
+        let fd_xattrs = match ticket.rx.recv().ok() {
+            Some(Msg::Whole(fd_xattrs, bytes)) if bytes.len() as u64 == spec.size => {
                 let xattrs = xattrs.or(fd_xattrs).unwrap_or_default();
                 self.out.header(&spec.header(name, &xattrs))?;
                 self.out.data(&bytes, name)?;
                 ticket.release(bytes);
                 return Ok(xattrs);
             }
-            Ok(Msg::Opened(x)) => x,
-            Ok(Msg::Failed(e)) => return Err(e.into()),
-            Ok(_) | Err(_) => return Err(reader_gone(name)),
+            Some(Msg::Opened(x)) => x,
+            Some(Msg::Failed(e)) => return Err(e.into()),
+            Some(_) | None => return Err(reader_gone(name)),
         };
         let xattrs = xattrs.or(fd_xattrs).unwrap_or_default();
         self.out.header(&spec.header(name, &xattrs))?;
         let mut done = 0u64;
         loop {
-            match ticket.rx.recv() {
-                Ok(Msg::Chunk(bytes)) => {
+            match ticket.rx.recv().ok() {
+                Some(Msg::Chunk(bytes)) => {
                     done += bytes.len() as u64;
                     if done > spec.size {
                         return Err(reader_gone(name));
@@ -673,9 +673,9 @@ impl<W: Write> ChangeWriter<W> {
                     self.out.data(&bytes, name)?;
                     ticket.release(bytes);
                 }
-                Ok(Msg::Done) if done == spec.size => return Ok(xattrs),
-                Ok(Msg::Failed(e)) => return Err(e.into()),
-                Ok(_) | Err(_) => return Err(reader_gone(name)),
+                Some(Msg::Done) if done == spec.size => return Ok(xattrs),
+                Some(Msg::Failed(e)) => return Err(e.into()),
+                Some(_) | None => return Err(reader_gone(name)),
             }
         }
     }

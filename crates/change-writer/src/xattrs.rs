@@ -104,7 +104,7 @@ impl XattrPolicy {
             }
             XattrPolicy::Wide => {
                 let mut out = Vec::new();
-                for name in list_fd(fd)? {
+                for name in fs_change::sys::list_xattr_names_fd(fd)? {
                     if !self.allows(name.to_bytes()) {
                         continue;
                     }
@@ -148,35 +148,6 @@ fn may_have(fd: std::os::fd::BorrowedFd<'_>, attr: &CStr) -> bool {
 /// Whether `attr` is among the NUL-separated names of a `listxattr` result.
 fn is_listed(list: &[u8], attr: &CStr) -> bool {
     list.split(|&c| c == 0).any(|name| name == attr.to_bytes())
-}
-
-/// `flistxattr`: the attribute names of an open file.
-fn list_fd(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<std::ffi::CString>> {
-    let raw = loop {
-        let size = match rustix::fs::flistxattr_query(fd) {
-            Ok(n) => n,
-            Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        match rustix::fs::flistxattr(fd, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                break buf;
-            }
-            Err(Errno::RANGE) => continue, // the list grew between the two calls
-            Err(e) => return Err(e.into()),
-        }
-    };
-    Ok(raw
-        .split_inclusive(|&c| c == 0)
-        .filter_map(|n| CStr::from_bytes_with_nul(n).ok())
-        .filter(|n| !n.is_empty())
-        .map(CStr::to_owned)
-        .collect())
 }
 
 #[cfg(test)]

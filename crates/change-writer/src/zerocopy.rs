@@ -11,6 +11,11 @@ use rustix::io::Errno;
 /// Largest request per call; the kernel caps single copies anyway.
 const MAX_STEP: usize = 1 << 30;
 
+/// Pipe capacity asked for before splicing: a `splice` moves at most what the pipe holds, so
+/// the default 64 KiB costs a call and a reader wakeup per 64 KiB. 1 MiB is the largest an
+/// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
+const PIPE_SIZE: usize = 1 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     File,
@@ -36,12 +41,18 @@ pub(crate) enum Step {
 
 impl KernelCopy {
     /// Prepares kernel copies into `out` if it is a regular file or a pipe (`fstat`, `dup`);
-    /// `None` otherwise, or when the fd cannot be duplicated.
+    /// `None` otherwise, or when the fd cannot be duplicated. A pipe smaller than 1 MiB is
+    /// grown to that (`F_SETPIPE_SZ`; failure only costs speed).
     pub(crate) fn new(out: BorrowedFd<'_>) -> Option<KernelCopy> {
         let st = rustix::fs::fstat(out).ok()?;
         let target = match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => Target::File,
-            FileType::Fifo => Target::Pipe,
+            FileType::Fifo => {
+                if rustix::pipe::fcntl_getpipe_size(out).is_ok_and(|n| n < PIPE_SIZE) {
+                    let _ = rustix::pipe::fcntl_setpipe_size(out, PIPE_SIZE);
+                }
+                Target::Pipe
+            }
             _ => return None,
         };
         let out = out.try_clone_to_owned().ok()?;

@@ -7,7 +7,8 @@
 //! - [`same_file`]: continuity's *sameFile* rules.
 //! - [`Tree`] / [`TreeDir`]: the base side of a diff, listed and looked up by single-component
 //!   calls on open directory fds; [`DirTree`] is a plain directory.
-//! - [`ChangeSink`]: where changes go (a `Vec`, a channel, the tar writer).
+//! - [`ChangeSink`]: where changes go (a `Vec`, a channel, the tar writer);
+//!   [`ChangeCounts`] tallies them by kind.
 //!
 //! ```
 //! use fs_change::{ChangeSink, Change, ChangeKind, DirTree, Tree, TreeDir, Entry};
@@ -27,6 +28,7 @@
 //! ```
 
 mod change;
+mod counts;
 mod error;
 mod kind;
 mod meta;
@@ -38,6 +40,7 @@ pub mod sys;
 mod tree;
 
 pub use change::{Change, Entry, OrderCheck, OutOfOrder, OPAQUE_MARKER};
+pub use counts::ChangeCounts;
 pub use error::FsError;
 pub use kind::ChangeKind;
 pub use meta::{FileType, Meta};

@@ -117,8 +117,14 @@ fn same_xattrs<A: TreeDir, B: TreeDir>(
     if opts.strict {
         return Ok(a.dir.xattrs(a.name)? == b.dir.xattrs(b.name)?);
     }
-    let cap_a = a.dir.xattr(a.name, CAPABILITY_XATTR)?.unwrap_or_default();
-    let cap_b = b.dir.xattr(b.name, CAPABILITY_XATTR)?.unwrap_or_default();
+    let cap_a = a
+        .dir
+        .rare_xattr(a.name, CAPABILITY_XATTR)?
+        .unwrap_or_default();
+    let cap_b = b
+        .dir
+        .rare_xattr(b.name, CAPABILITY_XATTR)?
+        .unwrap_or_default();
     Ok(cap_a == cap_b)
 }
 

@@ -4,7 +4,7 @@
 //! xattrs of entries named in an open directory are read with `getxattrat(2)` /
 //! `listxattrat(2)` where the kernel has them (6.13+), else through `/proc/self/fd/N/NAME`.
 
-use std::ffi::{CStr, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -82,6 +82,14 @@ pub fn open_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
 pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntryName>> {
     // getdents continues from the fd's offset; rewind so a listing is always complete.
     rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
+    list_fresh_dir(dir)
+}
+
+/// [`list_dir`] without its rewind (`lseek`): for a directory fd opened by the caller and not
+/// read since, whose offset is still at the start. A walker that lists every directory once,
+/// right after opening it, saves a syscall per directory. On an fd that was read before, the
+/// listing misses the names before its offset.
+pub fn list_fresh_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntryName>> {
     DIRENT_BUF.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => read_dir_names(dir, &mut buf),
         Err(_) => read_dir_names(dir, &mut Vec::new()),
@@ -261,11 +269,43 @@ pub fn list_xattr_names_at<'b>(
     buf: &'b mut [u8],
 ) -> io::Result<Option<&'b [u8]>> {
     match list_raw(dir, name, buf) {
-        Ok(n) => Ok(Some(&buf[..n])),
+        // An empty `buf` asks only for the size: a non-empty list does not fit in it.
+        Ok(n) => Ok(buf.get(..n)),
         Err(e) if absent(e) => Ok(Some(&[])),
         Err(Errno::RANGE) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// [`get_xattr_at`] for an attribute that is usually absent, such as `security.capability`:
+/// first one `listxattrat` into a stack buffer, and the attribute is read only when it is
+/// listed. Listing a name is cheaper than reading `security.*` (the kernel routes that read
+/// through the LSM hooks), so an absent attribute costs less; a listed one costs one extra
+/// call.
+///
+/// Same answer as [`get_xattr_at`]: a list that cannot be read or does not fit (`ENOTSUP`,
+/// `ERANGE`, a vanished entry, any error) falls back to reading the attribute directly. This
+/// relies on the kernel listing every attribute it would read back, which holds for every
+/// filesystem that implements `listxattr` (the VFS lists, and `security.*` reads see, the same
+/// stored names; a FUSE server without `listxattr` answers `ENOTSUP` and is read directly).
+/// Not for `trusted.*`: those are listed only to a caller with `CAP_SYS_ADMIN`.
+pub fn get_listed_xattr_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    attr: &CStr,
+) -> io::Result<Option<Vec<u8>>> {
+    if !name.is_empty() {
+        let mut buf = [0u8; 1024];
+        if let Ok(n) = list_raw(dir, name, &mut buf) {
+            let listed = buf
+                .get(..n)
+                .is_some_and(|names| names.split(|&c| c == 0).any(|a| a == attr.to_bytes()));
+            if !listed {
+                return Ok(None);
+            }
+        }
+    }
+    get_xattr_at(dir, name, attr)
 }
 
 /// `listxattrat` + `getxattrat` of `name` inside `dir` (the procfs forms before Linux 6.13):
@@ -299,6 +339,56 @@ pub fn list_xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Xattrs> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if let Some(value) = get_xattr_at(dir, name, cname)? {
             out.push((attr.to_vec(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `flistxattr(fd)`: the attribute names of an open file or directory, retried with a larger
+/// buffer while the list grows; one syscall when the names fit in 1 KiB. A filesystem without
+/// xattr support has none.
+///
+/// This, not [`list_xattrs_at`]`(fd, b"")`, is the form for a directory a caller holds open:
+/// it never touches procfs, whatever the kernel.
+pub fn list_xattr_names_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+    let mut small = [MaybeUninit::<u8>::uninit(); 1024];
+    let raw: Vec<u8> = match rustix::fs::flistxattr(fd, &mut small) {
+        Ok((names, _)) => names.to_vec(),
+        Err(Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(Errno::RANGE) => loop {
+            let size = match rustix::fs::flistxattr_query(fd) {
+                Ok(n) => n,
+                Err(Errno::NOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut buf = vec![0u8; size];
+            match rustix::fs::flistxattr(fd, &mut buf[..]) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    break buf;
+                }
+                Err(Errno::RANGE) => continue, // the list grew between the two calls
+                Err(e) => return Err(e.into()),
+            }
+        },
+        Err(e) => return Err(e.into()),
+    };
+    Ok(raw
+        .split_inclusive(|&c| c == 0)
+        .filter_map(|n| CStr::from_bytes_with_nul(n).ok())
+        .filter(|n| !n.is_empty())
+        .map(CStr::to_owned)
+        .collect())
+}
+
+/// `flistxattr` + `fgetxattr` on an open file or directory: every attribute name with its
+/// value, sorted by name. Attributes that vanish between the two calls are left out.
+pub fn list_xattrs_fd(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
+    let mut out = Vec::new();
+    for name in list_xattr_names_fd(fd)? {
+        if let Some(value) = get_xattr_fd(fd, &name)? {
+            out.push((name.into_bytes(), value));
         }
     }
     out.sort();
@@ -461,6 +551,137 @@ mod tests {
         }
         let fallback = in_mode(false, || check_reads(dir.as_fd()));
         assert_eq!(fallback, 0, "the fallback path was taken");
+    }
+
+    #[test]
+    fn an_open_directorys_xattrs_are_listed_past_the_first_buffer() {
+        let Some(tmp) = fixture() else { return };
+        // 80 names of 20+ bytes: past the 1 KiB first try, so the sized retry is exercised.
+        let names: Vec<CString> = (0..80)
+            .map(|i| CString::new(format!("user.ovdiff.long.name.{i:03}")).expect("no NUL"))
+            .collect();
+        for name in &names {
+            rustix::fs::setxattr(tmp.path(), name, b"v", XattrFlags::empty()).expect("setxattr");
+        }
+        let dir = rustix::fs::open(
+            tmp.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open dir");
+        let listed = list_xattr_names_fd(dir.as_fd()).expect("flistxattr");
+        for name in &names {
+            assert!(listed.contains(name), "{name:?} listed");
+        }
+        let all = list_xattrs_fd(dir.as_fd()).expect("flistxattr + fgetxattr");
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "sorted by name");
+        assert!(all.contains(&(b"user.d".to_vec(), b"dir".to_vec())));
+        assert!(all.contains(&(b"user.ovdiff.long.name.079".to_vec(), b"v".to_vec())));
+        assert_eq!(all.len(), listed.len(), "every listed name has its value");
+    }
+
+    #[test]
+    fn listed_reads_agree_with_direct_reads() {
+        let Some(tmp) = fixture() else { return };
+        let p = tmp.path();
+        // A name list past the 1 KiB stack buffer: the listed read must fall back, not miss.
+        std::fs::write(p.join("crowded"), b"x").expect("write");
+        for i in 0..80 {
+            let attr = CString::new(format!("user.ovdiff.long.name.{i:03}")).expect("no NUL");
+            rustix::fs::setxattr(p.join("crowded"), &attr, b"v", XattrFlags::empty())
+                .expect("setxattr");
+        }
+        // A real file capability (v2, CAP_NET_BIND_SERVICE permitted) where root may set one.
+        let cap = [0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let has_cap = rustix::fs::setxattr(
+            p.join("file"),
+            c"security.capability",
+            &cap,
+            XattrFlags::empty(),
+        )
+        .is_ok();
+        let dir = rustix::fs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open dir");
+        let cases: [(&[u8], &CStr); 10] = [
+            (b"file", c"user.a"),
+            (b"file", c"user.big"),
+            (b"file", c"user.none"),
+            (b"file", c"security.capability"),
+            (b"link", c"user.a"),
+            (b"dangling", c"security.capability"),
+            (b"missing", c"user.a"),
+            (b"crowded", c"user.ovdiff.long.name.079"),
+            (b"crowded", c"user.none"),
+            (b"", c"user.d"),
+        ];
+        for fast in [true, false] {
+            in_mode(fast, || {
+                for (name, attr) in cases {
+                    let direct = get_xattr_at(dir.as_fd(), name, attr).expect("getxattr");
+                    let listed = get_listed_xattr_at(dir.as_fd(), name, attr).expect("listed");
+                    assert_eq!(listed, direct, "{name:?} {attr:?} (fast {fast})");
+                }
+            });
+        }
+        let found = get_listed_xattr_at(dir.as_fd(), b"crowded", c"user.ovdiff.long.name.079");
+        assert_eq!(found.expect("listed").as_deref(), Some(&b"v"[..]));
+        if has_cap {
+            let got = get_listed_xattr_at(dir.as_fd(), b"file", c"security.capability");
+            assert_eq!(got.expect("listed").as_deref(), Some(&cap[..]));
+        } else {
+            println!("SKIP: cannot set security.capability here");
+        }
+        if has_xattrat() {
+            let calls = in_mode(true, || {
+                let got = get_listed_xattr_at(dir.as_fd(), b"file", c"user.none");
+                assert_eq!(got.expect("listed"), None);
+            });
+            assert_eq!(calls, 1, "an unlisted attribute costs one listxattrat");
+        }
+    }
+
+    #[test]
+    fn a_size_query_into_an_empty_buffer_does_not_fit() {
+        let Some(tmp) = fixture() else { return };
+        let dir = rustix::fs::open(
+            tmp.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open dir");
+        let names = list_xattr_names_at(dir.as_fd(), b"file", &mut []).expect("listxattr");
+        assert_eq!(names, None, "user.a and user.big do not fit in nothing");
+        let none = list_xattr_names_at(dir.as_fd(), b"dangling", &mut []).expect("listxattr");
+        assert_eq!(none, Some(&b""[..]), "an empty list fits anywhere");
+    }
+
+    #[test]
+    fn a_fresh_listing_matches_a_rewound_one() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for i in 0..300 {
+            std::fs::write(tmp.path().join(format!("f{i:03}")), b"").expect("write");
+        }
+        let open = || {
+            rustix::fs::open(
+                tmp.path(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .expect("open dir")
+        };
+        let fresh = list_fresh_dir(open().as_fd()).expect("list");
+        assert_eq!(fresh.len(), 300);
+        let dir = open();
+        assert_eq!(list_fresh_dir(dir.as_fd()).expect("list"), fresh);
+        assert_eq!(list_dir(dir.as_fd()).expect("relist"), fresh, "rewound");
+        assert!(
+            list_fresh_dir(dir.as_fd()).expect("at the end").is_empty(),
+            "without the rewind a read fd lists nothing more"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::FsError;
@@ -68,6 +69,17 @@ pub trait TreeDir: Send + Sized + Debug {
     /// # Errors
     /// Failures other than absence.
     fn xattr(&self, name: &[u8], attr: &CStr) -> Result<Option<Vec<u8>>, FsError>;
+
+    /// One xattr of a child that is usually absent, such as `security.capability`: the same
+    /// answer as [`TreeDir::xattr`], which is what this default returns. [`PlainDir`] lists the
+    /// child's attribute names first ([`sys::get_listed_xattr_at`]), which is cheaper than
+    /// reading a `security.*` attribute that is not there.
+    ///
+    /// # Errors
+    /// Failures other than absence.
+    fn rare_xattr(&self, name: &[u8], attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
+        self.xattr(name, attr)
+    }
 
     /// One xattr of this directory itself.
     ///
@@ -140,6 +152,7 @@ impl DirTree {
             root: self.root.clone(),
             fd,
             path: Box::default(),
+            fresh: AtomicBool::new(true),
         })
     }
 }
@@ -155,6 +168,7 @@ impl Tree for DirTree {
             root: self.root.clone(),
             fd,
             path: path.into(),
+            fresh: AtomicBool::new(true),
         }))
     }
 
@@ -169,11 +183,15 @@ pub struct PlainDir {
     root: Arc<Root>,
     fd: OwnedFd,
     path: Box<[u8]>,
+    /// Nothing has read from `fd` yet, so its offset is still at the start and the first
+    /// listing needs no rewind. Cleared by a listing and by handing the fd out.
+    fresh: AtomicBool,
 }
 
 impl PlainDir {
     /// The directory's fd, for callers that make their own single-component syscalls.
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fresh.store(false, Ordering::Relaxed);
         self.fd.as_fd()
     }
 
@@ -197,7 +215,11 @@ impl TreeDir for PlainDir {
     }
 
     fn list(&self) -> Result<Vec<DirEntryName>, FsError> {
-        sys::list_dir(self.fd.as_fd()).map_err(|e| self.err("getdents64", b"", e))
+        let listed = match self.fresh.swap(false, Ordering::Relaxed) {
+            true => sys::list_fresh_dir(self.fd.as_fd()),
+            false => sys::list_dir(self.fd.as_fd()),
+        };
+        listed.map_err(|e| self.err("getdents64", b"", e))
     }
 
     fn stat(&self, name: &[u8]) -> Result<Option<Meta>, FsError> {
@@ -215,11 +237,17 @@ impl TreeDir for PlainDir {
                 root: self.root.clone(),
                 fd,
                 path: self.child_path(name).into(),
+                fresh: AtomicBool::new(true),
             }))
     }
 
     fn xattr(&self, name: &[u8], attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
         sys::get_xattr_at(self.fd.as_fd(), name, attr).map_err(|e| self.err("lgetxattr", name, e))
+    }
+
+    fn rare_xattr(&self, name: &[u8], attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
+        sys::get_listed_xattr_at(self.fd.as_fd(), name, attr)
+            .map_err(|e| self.err("lgetxattr", name, e))
     }
 
     fn own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
@@ -253,5 +281,35 @@ impl TreeDir for PlainDir {
 
     fn display_path(&self, name: &[u8]) -> PathBuf {
         self.root.display_path(&self.child_path(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[DirEntryName]) -> Vec<&[u8]> {
+        list.iter().map(|e| &*e.name).collect()
+    }
+
+    #[test]
+    fn every_listing_of_a_handle_is_complete() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("sub")).expect("mkdir");
+        for name in ["b", "a", "sub/x", "sub/y"] {
+            std::fs::write(tmp.path().join(name), b"").expect("write");
+        }
+        let tree = DirTree::open(tmp.path()).expect("open tree");
+        let root = tree.open_root().expect("root");
+        let want: [&[u8]; 3] = [b"a", b"b", b"sub"];
+        assert_eq!(names(&root.list().expect("first listing")), want);
+        assert_eq!(names(&root.list().expect("second listing")), want);
+
+        let sub = root.open_dir(b"sub").expect("open").expect("a directory");
+        // A caller that reads the fd itself moves its offset: the next listing still rewinds.
+        let raw = sys::list_fresh_dir(sub.fd()).expect("raw listing");
+        assert_eq!(raw.len(), 2);
+        let want: [&[u8]; 2] = [b"x", b"y"];
+        assert_eq!(names(&sub.list().expect("listing after fd()")), want);
     }
 }

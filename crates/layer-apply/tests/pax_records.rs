@@ -11,12 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use common::*;
 use layer_apply::{Applier, ApplyError, XattrPolicy};
 
-/// A `security.capability` v2 blob whose permitted set (bits 1 and 3) is the byte 0x0a.
-const CAP_WITH_NEWLINE: &[u8] = &[
-    0x01, 0x00, 0x00, 0x02, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00,
-];
-
 fn get(f: &Fixture, rel: &[u8], name: &str) -> Option<Vec<u8>> {
     let p = f.root.join(OsStr::from_bytes(rel));
     xattr::get(&p, name).unwrap_or_else(|e| panic!("getxattr {}: {e}", p.display()))
@@ -24,39 +18,6 @@ fn get(f: &Fixture, rel: &[u8], name: &str) -> Option<Vec<u8>> {
 
 fn wide(f: &Fixture) -> Applier {
     Applier::new(&f.root).xattr_policy(XattrPolicy::Wide)
-}
-
-/// A length-prefixed PAX record.
-fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} ").as_bytes(), key, b"=", value, b"\n"].concat()
-}
-
-/// Data padded to whole blocks.
-fn padded(data: &[u8]) -> Vec<u8> {
-    let mut v = data.to_vec();
-    v.resize(data.len().div_ceil(512) * 512, 0);
-    v
-}
-
-/// A PAX header (`x`) holding `records`, as raw bytes.
-fn pax_header(records: &[u8]) -> Vec<u8> {
-    let h = header(
-        b"PaxHeaders.0/f",
-        b'x',
-        0,
-        0,
-        0,
-        records.len() as u64,
-        0,
-        b"",
-        (0, 0),
-    );
-    [&h[..], &padded(records)].concat()
 }
 
 #[test]
@@ -101,13 +62,13 @@ fn capability_with_a_newline_byte_is_applied_exactly() {
             .add(
                 file("bin/ping", b"\x7fELF")
                     .mode(0o755)
-                    .xattr("security.capability", CAP_WITH_NEWLINE),
+                    .xattr("security.capability", CAPABILITY_WITH_NEWLINE),
             )
             .finish(),
     );
     assert_eq!(
         get(&f, b"bin/ping", "security.capability").as_deref(),
-        Some(CAP_WITH_NEWLINE)
+        Some(CAPABILITY_WITH_NEWLINE)
     );
 }
 
@@ -119,7 +80,7 @@ fn pax_path_with_a_newline_names_the_file_exactly() {
         &Tar::new()
             .add(
                 file("dir/new", b"nl")
-                    .xattr("security.capability", CAP_WITH_NEWLINE)
+                    .xattr("security.capability", CAPABILITY_WITH_NEWLINE)
                     .pax("path", name),
             )
             .add(symlink("x", "dir/ln").pax("linkpath", b"t\narget"))
@@ -144,7 +105,7 @@ fn pax_size_after_a_newline_record_frames_the_stream() {
         record(b"size", b"3000"),
     ]
     .concat();
-    let h = header(b"big", b'0', 0o644, 0, 0, 0, MTIME, b"", (0, 0));
+    let h = file("big", b"").header();
     let tar = Tar::new()
         .raw(&pax_header(&records))
         .raw(&h)
@@ -220,17 +181,9 @@ fn gnu_long_name_and_long_link_for_a_hardlink() {
 fn gnu_long_name_with_a_newline_and_a_pax_header_before_it() {
     // GNU long name wins over PAX path (Go and tar-rs agree); the PAX xattr still applies.
     let name = b"gnu\nname\0";
-    let mut l = header(
-        b"././@LongLink",
-        b'L',
-        0o644,
-        0,
-        0,
-        name.len() as u64,
-        0,
-        b"",
-        (0, 0),
-    );
+    let mut l = E::new(b'L', "././@LongLink")
+        .mtime(0)
+        .header_sized(name.len() as u64);
     l[257..265].copy_from_slice(b"ustar  \0");
     set_checksum(&mut l);
     let records = [
@@ -242,7 +195,7 @@ fn gnu_long_name_with_a_newline_and_a_pax_header_before_it() {
         .raw(&pax_header(&records))
         .raw(&l)
         .raw(&padded(name))
-        .raw(&header(b"short", b'0', 0o644, 0, 0, 1, MTIME, b"", (0, 0)))
+        .raw(&file("short", b"").header_sized(1))
         .raw(&padded(b"g"))
         .finish();
     let f = Fixture::new();
@@ -320,7 +273,7 @@ fn fuzz_reproducer_pax_newline_value_applies() {
     assert_eq!((stats.directories, stats.regular), (1, 1));
     assert_eq!(
         get(&f, b"f", "security.capability").as_deref(),
-        Some(CAP_WITH_NEWLINE)
+        Some(CAPABILITY_WITH_NEWLINE)
     );
     let f = Fixture::new();
     f.apply_with(wide(&f), tar)

@@ -1,20 +1,22 @@
 //! [`Diff`]: one call from "what changed" (an upperdir, mounts, an `overlay2` layer, or two
 //! trees) to a layer blob or a change stream, choosing the differ.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use change_writer::WriteStats;
 use fs_change::{ChangeSink, DirTree, Root, Tree};
 use naive_diff::NaiveDiff;
-use upperdir_walk::{Index, Namespace, OverlayDiff, OverlayError, Redirects};
+use upperdir_walk::{Index, Namespace, OverlayDiff, OverlayError, PrivateAttr, Redirects};
 
 use crate::aufs::AufsStore;
 use crate::error::{lift_sink, Error};
 use crate::kernel::KernelView;
 use crate::mounts::{Hazard, KernelDefaults, Mount, OverlayConfig};
-use crate::output::{Compression, OutputBuilder};
+use crate::output::{Compression, FdOutput, OutputBuilder, PlainTarget};
 use crate::overlay2::Overlay2Layer;
 use crate::pipe::{
     lookup_dir, lookup_file, Deliver, LayerTarget, Metacopy, Pipe, Progress, ProgressWriter,
@@ -107,6 +109,7 @@ pub struct Diff {
     input: Input,
     differ: Differ,
     compression: Compression,
+    digests: bool,
     xattrs: XattrPolicy,
     opaque: OpaquePolicy,
     whiteouts: WhiteoutFormat,
@@ -130,6 +133,7 @@ impl Diff {
             input,
             differ: Differ::Auto,
             compression: Compression::None,
+            digests: true,
             xattrs: XattrPolicy::Compat,
             opaque: OpaquePolicy::Compat,
             whiteouts: WhiteoutFormat::Kernel,
@@ -332,6 +336,16 @@ impl Diff {
         self
     }
 
+    /// Whether the layer's digests are computed (default `true`). Off, no SHA-256 runs at all:
+    /// the tar goes straight from the tar writer to the destination, the report has no
+    /// [`layer`](DiffReport::layer) descriptor, and [`Diff::write_layer_fd`] moves file data
+    /// inside the kernel. For callers that hash or never need the diffID themselves (a
+    /// pipe into another tool); only for an uncompressed tar.
+    pub fn digests(mut self, on: bool) -> Self {
+        self.digests = on;
+        self
+    }
+
     /// Which xattrs go into the layer (default [`XattrPolicy::Compat`], containerd's).
     pub fn xattrs(mut self, policy: XattrPolicy) -> Self {
         self.xattrs = policy;
@@ -406,28 +420,102 @@ impl Diff {
     /// # Errors
     /// Any [`Error`]. On error `out` holds an incomplete blob (never one that ends like a
     /// complete tar): write to a temporary file and rename it on success.
+    ///
+    /// With [`Diff::digests`] off the report has no descriptor (and [`Diff::write_layer_fd`]
+    /// also returns what the tar writer wrote).
     pub fn write_layer<W: Write>(self, out: W) -> Result<DiffReport, Error> {
         let start = Instant::now();
-        let out = ProgressWriter {
-            inner: out,
-            progress: self.progress.clone(),
+        let out = self.progress_writer(out);
+        if !self.digests {
+            self.check_no_digest()?;
+            let mut target = PlainTarget::new(out, self.writer_options());
+            let mut report = self.run(&mut target)?;
+            target.finish()?;
+            report.elapsed = start.elapsed();
+            return Ok(report);
+        }
+        self.write_hashed(out, start)
+    }
+
+    /// Writes the layer to a file or pipe (or any fd) and returns the report and what the tar
+    /// writer wrote. The bytes are those of [`Diff::write_layer`]; writes go to the fd
+    /// unbuffered by this process (a compressed blob gets a 1 MiB buffer), in its current
+    /// offset, which this call moves.
+    ///
+    /// A pipe smaller than 1 MiB is grown to that (`F_SETPIPE_SZ`), so each write or splice
+    /// moves more per wakeup of the reader.
+    ///
+    /// With [`Diff::digests`] off and no compression, files of 64 KiB and more move from the
+    /// tree to the fd inside the kernel (`splice` into a pipe, `copy_file_range` into a
+    /// regular file) on the calling thread, with no read-ahead; other fds, or pairs the kernel
+    /// refuses, fall back to reads and writes.
+    ///
+    /// # Errors
+    /// As [`Diff::write_layer`].
+    pub fn write_layer_fd<F: AsFd>(self, out: F) -> Result<(DiffReport, WriteStats), Error> {
+        let start = Instant::now();
+        let fd = FdOutput(out.as_fd());
+        fd.grow_pipe();
+        if !self.digests {
+            self.check_no_digest()?;
+            let opts = self.writer_options();
+            let mut target = PlainTarget::kernel_copy(self.progress_writer(fd), opts);
+            let mut report = self.run(&mut target)?;
+            let (_, stats) = target.finish()?;
+            report.elapsed = start.elapsed();
+            return Ok((report, stats));
+        }
+        let report = if self.compression == Compression::None {
+            let out = self.progress_writer(fd);
+            self.write_hashed(out, start)?
+        } else {
+            let out = self.progress_writer(BufWriter::with_capacity(1 << 20, fd));
+            self.write_hashed(out, start)?
         };
+        let stats = report
+            .layer
+            .as_ref()
+            .map(|l| l.write.clone())
+            .unwrap_or_default();
+        Ok((report, stats))
+    }
+
+    fn write_hashed<W: Write>(self, out: W, start: Instant) -> Result<DiffReport, Error> {
         let output = OutputBuilder::new(self.compression)
             .threads(if self.parallel { 0 } else { 1 })
             .build(out)?;
-        let mut target = LayerTarget::new(
-            output,
-            WriterOptions {
-                xattrs: self.xattrs,
-                mtime_bound: self.source_date_epoch,
-                parallel: self.parallel,
-            },
-        );
+        let mut target = LayerTarget::new(output, self.writer_options());
         let mut report = self.run(&mut target)?;
         let (descriptor, write) = target.finish()?;
         report.layer = Some(LayerReport { descriptor, write });
         report.elapsed = start.elapsed();
         Ok(report)
+    }
+
+    fn progress_writer<W: Write>(&self, out: W) -> ProgressWriter<W> {
+        ProgressWriter {
+            inner: out,
+            progress: self.progress.clone(),
+        }
+    }
+
+    fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            xattrs: self.xattrs,
+            mtime_bound: self.source_date_epoch,
+            parallel: self.parallel,
+        }
+    }
+
+    fn check_no_digest(&self) -> Result<(), Error> {
+        if self.compression != Compression::None {
+            return Err(Error::Options(
+                "a layer without digests is an uncompressed tar: drop the compression or keep \
+                 the digests"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Pushes the changes into `sink`, in canonical order.
@@ -498,15 +586,7 @@ impl Diff {
                         self.run_upper(&upper_tree, &tree, walk, config.as_ref(), hazards, target)
                     }
                     Base::Empty => {
-                        let empty = tempfile::Builder::new()
-                            .prefix(".ovdiff-empty-base-")
-                            .tempdir()
-                            .map_err(Error::Temp)?;
-                        let tree = DirTree::open(empty.path()).map_err(|source| Error::Open {
-                            what: "base",
-                            path: empty.path().to_path_buf(),
-                            source,
-                        })?;
+                        let (_empty, tree) = empty_base()?;
                         self.run_upper(&upper_tree, &tree, walk, config.as_ref(), hazards, target)
                     }
                     Base::Lowers(lowers) => {
@@ -647,15 +727,7 @@ impl Diff {
         let new_stack = aufs(new)?;
         let fallback = (self.differ == Differ::Auto).then(|| fallback.clone());
         if base.is_empty() {
-            let empty = tempfile::Builder::new()
-                .prefix(".ovdiff-empty-base-")
-                .tempdir()
-                .map_err(Error::Temp)?;
-            let tree = DirTree::open(empty.path()).map_err(|source| Error::Open {
-                what: "base",
-                path: empty.path().to_path_buf(),
-                source,
-            })?;
+            let (_empty, tree) = empty_base()?;
             self.run_naive_stack(&tree, &new_stack, fallback, target)
         } else {
             self.run_naive_stack(&aufs(base)?, &new_stack, fallback, target)
@@ -863,15 +935,10 @@ impl Diff {
                 pipe = pipe.with_shadow(shadow);
             }
             if walk.metacopy {
-                let ns = match walk.namespace {
-                    Namespace::Trusted => crate::XattrNamespace::Trusted,
-                    Namespace::User => crate::XattrNamespace::User,
-                };
-                let (metacopy_attr, redirect_attr) = private_attrs(ns);
                 pipe = pipe.with_metacopy(Metacopy {
                     upper: upper.root().clone(),
-                    metacopy_attr,
-                    redirect_attr,
+                    metacopy_attr: walk.namespace.attr(PrivateAttr::Metacopy),
+                    redirect_attr: walk.namespace.attr(PrivateAttr::Redirect),
                     base: Box::new(|path: &[u8]| lookup_file(base, path)),
                 });
             }
@@ -887,14 +954,19 @@ impl Diff {
     }
 }
 
-/// The `overlay.metacopy` and `overlay.redirect` names in a namespace.
-fn private_attrs(ns: crate::XattrNamespace) -> (&'static std::ffi::CStr, &'static std::ffi::CStr) {
-    match ns {
-        crate::XattrNamespace::Trusted => {
-            (c"trusted.overlay.metacopy", c"trusted.overlay.redirect")
-        }
-        crate::XattrNamespace::User => (c"user.overlay.metacopy", c"user.overlay.redirect"),
-    }
+/// An empty directory standing for an empty base, opened as a tree; it lives as long as the
+/// returned guard.
+fn empty_base() -> Result<(tempfile::TempDir, DirTree), Error> {
+    let empty = tempfile::Builder::new()
+        .prefix(".ovdiff-empty-base-")
+        .tempdir()
+        .map_err(Error::Temp)?;
+    let tree = DirTree::open(empty.path()).map_err(|source| Error::Open {
+        what: "base",
+        path: empty.path().to_path_buf(),
+        source,
+    })?;
+    Ok((empty, tree))
 }
 
 /// The merged view the naive fallback walks.

@@ -83,7 +83,6 @@ mod diff;
 mod error;
 mod kernel;
 pub mod mounts;
-mod namespace;
 pub mod output;
 pub mod overlay2;
 mod pipe;
@@ -93,7 +92,6 @@ pub mod stack;
 
 pub use diff::{Base, Diff, Differ, DEFAULT_SPOOL_LIMIT};
 pub use error::Error;
-pub use namespace::XattrNamespace;
 pub use pipe::Progress;
 pub use report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
 pub use size::{SizeCounter, SizeReport};
@@ -103,6 +101,10 @@ pub use layer_apply as apply;
 
 /// Which xattrs a layer records (`change-writer`'s policy).
 pub use change_writer::{source_date_epoch_from_env, WriteStats, XattrPolicy};
+/// Where an overlay mount keeps its private xattrs: `trusted.overlay.*`, or `user.overlay.*`
+/// with `userxattr`. One type with `upperdir_walk::Namespace`, so a mount's namespace passes
+/// to the walker unchanged.
+pub use upperdir_walk::Namespace as XattrNamespace;
 /// Overlay differ settings (`upperdir-walk`).
 pub use upperdir_walk::{FallbackReason, OpaquePolicy, WhiteoutFormat};
 

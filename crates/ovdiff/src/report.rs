@@ -101,40 +101,9 @@ impl fmt::Display for Fallback {
     }
 }
 
-/// Changes emitted, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ChangeCounts {
-    /// `Add`.
-    pub added: u64,
-    /// `Modify`.
-    pub modified: u64,
-    /// `Delete`, opaque markers excluded.
-    pub deleted: u64,
-    /// `Unmodified` (hardlink bookkeeping, not a change of the tree).
-    pub unmodified: u64,
-    /// Opaque markers (`DIR/.wh..wh..opq`, opaque policy [`OpaquePolicy::Marker`](crate::OpaquePolicy::Marker)).
-    pub opaque_markers: u64,
-}
-
-impl ChangeCounts {
-    /// Changes of the tree: adds, modifications, deletions and opaque markers
-    /// (`Unmodified` bookkeeping excluded).
-    pub fn total(&self) -> u64 {
-        self.added + self.modified + self.deleted + self.opaque_markers
-    }
-
-    pub(crate) fn count(&mut self, change: &fs_change::Change) {
-        use fs_change::ChangeKind;
-        match change.kind {
-            ChangeKind::Add => self.added += 1,
-            ChangeKind::Modify => self.modified += 1,
-            ChangeKind::Delete if change.is_opaque_marker() => self.opaque_markers += 1,
-            ChangeKind::Delete => self.deleted += 1,
-            ChangeKind::Unmodified => self.unmodified += 1,
-        }
-    }
-}
+/// Changes emitted, by kind (opaque markers apart from deletions): the workspace's one tally,
+/// from `fs-change`.
+pub use fs_change::ChangeCounts;
 
 /// The layer blob [`Diff::write_layer`](crate::Diff::write_layer) produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

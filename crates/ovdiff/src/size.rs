@@ -25,7 +25,7 @@
 
 use std::collections::HashSet;
 
-use fs_change::{Change, ChangeKind, ChangeSink, FileType, SinkError};
+use fs_change::{Change, ChangeCounts, ChangeKind, ChangeSink, FileType, SinkError};
 
 use crate::report::DiffReport;
 
@@ -45,11 +45,7 @@ pub struct SizeCounter {
     bytes: u64,
     files: u64,
     shared: u64,
-    added: u64,
-    modified: u64,
-    deleted: u64,
-    unmodified: u64,
-    opaque_markers: u64,
+    counts: ChangeCounts,
     inodes: HashSet<(u64, u64)>,
 }
 
@@ -61,7 +57,7 @@ impl SizeCounter {
 
     /// `Delete`s so far (opaque markers not included).
     pub fn deleted(&self) -> u64 {
-        self.deleted
+        self.counts.deleted
     }
 
     /// The totals, with the report of the diff that produced the stream.
@@ -70,11 +66,11 @@ impl SizeCounter {
             bytes: self.bytes,
             files: self.files,
             shared: self.shared,
-            added: self.added,
-            modified: self.modified,
-            deleted: self.deleted,
-            unmodified: self.unmodified,
-            opaque_markers: self.opaque_markers,
+            added: self.counts.added,
+            modified: self.counts.modified,
+            deleted: self.counts.deleted,
+            unmodified: self.counts.unmodified,
+            opaque_markers: self.counts.opaque_markers,
             diff,
         }
     }
@@ -82,13 +78,7 @@ impl SizeCounter {
 
 impl ChangeSink for SizeCounter {
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
-        match change.kind {
-            ChangeKind::Add => self.added += 1,
-            ChangeKind::Modify => self.modified += 1,
-            ChangeKind::Delete if change.is_opaque_marker() => self.opaque_markers += 1,
-            ChangeKind::Delete => self.deleted += 1,
-            ChangeKind::Unmodified => self.unmodified += 1,
-        }
+        self.counts.count(&change);
         if !matches!(change.kind, ChangeKind::Add | ChangeKind::Modify) {
             return Ok(());
         }

@@ -8,52 +8,21 @@
 //! Kernel-backed tests print `SKIP: <reason>` and return when mounting is impossible; tests
 //! that need a tool (umoci, GNU tar, script) print `SKIP:` when it is missing.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::cli::{assert_ok, ovdiff, p, stderr, BIN};
 use treegen::{
     apply_mutations, diff_snapshots, snapshot_copy, GenSpec, MountOptions, MutationSpec,
     OverlayMount, SnapshotOptions, TreeBuilder, TreeSnapshot,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_ovdiff");
-
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// Runs `ovdiff` with `args`, stdin closed, capturing both streams.
-fn ovdiff<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    Command::new(BIN)
-        .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ovdiff")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "ovdiff failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
 
 fn tool(name: &str) -> bool {
     Command::new("sh")

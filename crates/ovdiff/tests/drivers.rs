@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
+use common::cli::{assert_exit, assert_ok, ovdiff, p, stderr, stdout};
 use fs_change::Tree;
 use ovdiff::aufs::{AufsError, AufsStore};
 use ovdiff::stack::{LayerStack, WhiteoutFormat};
@@ -21,56 +21,8 @@ use treegen::{
     TreeSnapshot,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_ovdiff");
-
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-fn ovdiff<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    Command::new(BIN)
-        .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ovdiff")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "ovdiff failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
-}
-
-#[track_caller]
-fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
 
 /// Writes `rel` under `root` with its parents.
 fn file(root: &Path, rel: &str, content: &[u8]) {

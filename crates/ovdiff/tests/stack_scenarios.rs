@@ -2,30 +2,11 @@
 
 mod common;
 
-use std::io::Read;
-
-use common::{Layer, Layers};
+use common::{names, read, Layer, Layers};
 use fs_change::{FileType, Tree, TreeDir};
 use ovdiff::mounts::{KernelDefaults, OverlayConfig};
 use ovdiff::stack::{LayerStack, WhiteoutFormat};
 use ovdiff::XattrNamespace;
-
-fn names<D: TreeDir>(dir: &D) -> Vec<String> {
-    dir.list()
-        .expect("list")
-        .into_iter()
-        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
-        .collect()
-}
-
-fn read<D: TreeDir>(dir: &D, name: &str) -> Vec<u8> {
-    let mut buf = Vec::new();
-    dir.open_file(name.as_bytes())
-        .expect("open_file")
-        .read_to_end(&mut buf)
-        .expect("read");
-    buf
-}
 
 fn stack(layers: &Layers) -> LayerStack {
     LayerStack::open(&layers.paths()).expect("open stack")

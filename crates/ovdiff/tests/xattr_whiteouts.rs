@@ -3,31 +3,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Layers;
+use common::{names, read, Layers};
 use fs_change::{Change, Tree, TreeDir};
 use ovdiff::stack::{LayerStack, WhiteoutFormat as StackFormat};
 use ovdiff::{Base, Diff, Differ, WhiteoutFormat, XattrNamespace, XattrPolicy};
-
-fn names<D: TreeDir>(dir: &D) -> Vec<String> {
-    dir.list()
-        .expect("list")
-        .into_iter()
-        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
-        .collect()
-}
-
-fn read<D: TreeDir>(dir: &D, name: &str) -> Vec<u8> {
-    let mut buf = Vec::new();
-    dir.open_file(name.as_bytes())
-        .expect("open_file")
-        .read_to_end(&mut buf)
-        .expect("read");
-    buf
-}
 
 fn gvisor(l: &Layers) -> LayerStack {
     LayerStack::open(&l.paths())

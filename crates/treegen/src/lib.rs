@@ -14,6 +14,8 @@
 //! - [`apply_changes`]: replays a differ's [`fs_change::Change`] list onto a copy of the base —
 //!   the round-trip oracle.
 //! - [`TreeBuilder`]: hand-written scenario trees.
+//! - [`rawtar`]: raw tar bytes (hostile names, PAX records holding any byte, hand-made headers)
+//!   for the layer tests, seeds and fuzz targets.
 //!
 //! Every filesystem call is made relative to an open directory fd with one path component,
 //! so trees whose paths exceed `PATH_MAX` work throughout.
@@ -40,6 +42,7 @@ mod error;
 mod gen;
 mod mutate;
 mod overlay;
+pub mod rawtar;
 mod snapshot;
 mod sys;
 mod types;

@@ -9,7 +9,7 @@
 use fs_change::{FsError, Meta, PlainDir, TreeDir};
 
 use crate::error::{FallbackReason, OverlayError};
-use crate::namespace::{Namespace, Private};
+use crate::namespace::{Namespace, PrivateAttr};
 
 /// What the caller knows about the mount's `index` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -45,7 +45,7 @@ pub(crate) fn check_root(
         Index::Unknown => {
             // ovl_get_indexdir → ovl_verify_upper(…, set = true) records the lower root as the
             // upper root's origin the first time an indexed mount uses this upperdir.
-            if root.own_xattr(ns.attr(Private::Origin))?.is_some() {
+            if root.own_xattr(ns.attr(PrivateAttr::Origin))?.is_some() {
                 return Err(OverlayError::NeedsFallback(
                     FallbackReason::UpperRootOrigin {
                         path: root.display_path(b""),
@@ -78,7 +78,9 @@ pub(crate) fn check_copy_up(
         return Ok(());
     }
     let evidence = |attr| -> Result<bool, FsError> { Ok(dir.xattr(name, attr)?.is_some()) };
-    if evidence(ns.attr(Private::Nlink))? || (lower_linked && evidence(ns.attr(Private::Origin))?) {
+    if evidence(ns.attr(PrivateAttr::Nlink))?
+        || (lower_linked && evidence(ns.attr(PrivateAttr::Origin))?)
+    {
         return Err(OverlayError::NeedsFallback(FallbackReason::IndexedCopyUp {
             path: dir.display_path(name),
         }));

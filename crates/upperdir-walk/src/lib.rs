@@ -63,12 +63,20 @@
 //! handed to the naive rules (compat opaque, redirects) the naive answer stands.
 //!
 //! # Cost
-//! Per upper entry: one `statx` in the upper directory, one in the base directory (opened once
-//! per upper directory), the capability xattr only when the stat fields already match, the
-//! metacopy xattr for non-empty regular files unless [`OverlayDiff::metacopy`] is off, the
-//! opaque and redirect xattrs on the open fd of each upper directory. [`OverlayDiff::parallel`]
-//! compares directories on worker threads with an ordered, bounded merge; the serial mode
-//! spawns nothing. Output is identical in both.
+//! Per upper entry: one `statx` in the upper directory and one in the base directory (opened
+//! once per upper directory); for a non-empty regular file, or when the stat fields already
+//! match the base, one `listxattrat` of the entry's names, after which only a listed
+//! `overlay.metacopy` / `overlay.redirect` / `security.capability` is read (almost never). Per
+//! upper directory: one `flistxattr` on its open fd answers opaque and redirect. No per-file
+//! `openat` unless bytes must be compared. [`OverlayDiff::parallel`] compares directories on
+//! worker threads with an ordered, bounded merge; the serial mode spawns nothing. Output is
+//! identical in both.
+//!
+//! Measured with the `wide_walk` example on the benchmark's 55,005-entry upperdir (copy-up
+//! storm, one in ten edited; 2 cores, Linux 6.18, warm cache, machine shared with compile
+//! jobs, 3 runs of 9 interleaved rounds): serial 520–614 ms, ≈ 9.5–11.2 µs per upper entry
+//! (on-CPU 9.6–11.5 µs); parallel with 2 threads 1.73×, 1.78× and 1.86× faster (median
+//! per-round ratios). See the crate README for the history of these figures.
 
 mod attrs;
 mod content;
@@ -94,7 +102,7 @@ use fs_change::{ChangeSink, DirTree, FsError, Tree};
 pub use error::{FallbackReason, OverlayError};
 pub use index::Index;
 pub use merged::{MergedDir, MergedView};
-pub use namespace::Namespace;
+pub use namespace::{Namespace, PrivateAttr};
 pub use opaque::OpaquePolicy;
 pub use redirect::Redirects;
 pub use stats::WalkStats;

@@ -28,7 +28,7 @@ use fs_change::{
 
 use crate::attrs::OwnNames;
 use crate::error::{FallbackReason, OverlayError};
-use crate::namespace::Private;
+use crate::namespace::PrivateAttr;
 use crate::opaque;
 use crate::redirect::{Redirect, Redirects};
 use crate::settings::Settings;
@@ -287,10 +287,13 @@ impl<'a, B: Tree> MergedDir<'a, B> {
         let Some(upper) = &self.upper else {
             return Ok(None);
         };
-        if file.xattr(s.namespace.attr(Private::Metacopy))?.is_none() {
+        if file
+            .xattr(s.namespace.attr(PrivateAttr::Metacopy))?
+            .is_none()
+        {
             return Ok(None);
         }
-        let redirect = file.xattr(s.namespace.attr(Private::Redirect))?;
+        let redirect = file.xattr(s.namespace.attr(PrivateAttr::Redirect))?;
         let missing = |target: Vec<u8>| OverlayError::MetacopyWithoutData {
             path: upper.display_path(name),
             target,
@@ -374,7 +377,7 @@ impl<'a, B: Tree> MergedDir<'a, B> {
             // ovl_lookup_single: an opaque directory stops the lookup before any redirect.
             (None, LowerChoice::Opaque)
         } else if let Some(value) = match s.whiteouts.kernel() {
-            true => names.get(&child, s.namespace.attr(Private::Redirect))?,
+            true => names.get(&child, s.namespace.attr(PrivateAttr::Redirect))?,
             false => None,
         } {
             let redirect = self.parse_redirect(upper, name, value)?;

@@ -24,9 +24,11 @@ pub enum Namespace {
     User,
 }
 
-/// The private xattrs the differ reads, by their suffix after the namespace prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Private {
+/// The private xattrs an overlay reader needs, by their suffix after the namespace prefix
+/// ([`Namespace::attr`] gives the full name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PrivateAttr {
     /// `overlay.opaque`: `y` hides the lower directory; `x` does not.
     Opaque,
     /// `overlay.redirect`: where a renamed directory or metacopy file's lower lives.
@@ -42,6 +44,15 @@ pub(crate) enum Private {
 }
 
 impl Namespace {
+    /// The namespace a mount uses: [`Namespace::User`] exactly when it has `userxattr`.
+    pub fn for_userxattr(userxattr: bool) -> Namespace {
+        if userxattr {
+            Namespace::User
+        } else {
+            Namespace::Trusted
+        }
+    }
+
     /// The private prefix: `trusted.overlay.` or `user.overlay.`.
     pub fn prefix(self) -> &'static [u8] {
         match self {
@@ -50,22 +61,28 @@ impl Namespace {
         }
     }
 
-    /// The full name of one private xattr in this namespace.
-    pub(crate) fn attr(self, which: Private) -> &'static CStr {
+    /// The full name of one private xattr in this namespace, without allocating.
+    pub fn attr(self, which: PrivateAttr) -> &'static CStr {
         match (self, which) {
-            (Namespace::Trusted, Private::Opaque) => c"trusted.overlay.opaque",
-            (Namespace::Trusted, Private::Redirect) => c"trusted.overlay.redirect",
-            (Namespace::Trusted, Private::Metacopy) => c"trusted.overlay.metacopy",
-            (Namespace::Trusted, Private::Origin) => c"trusted.overlay.origin",
-            (Namespace::Trusted, Private::Nlink) => c"trusted.overlay.nlink",
-            (Namespace::Trusted, Private::Whiteout) => c"trusted.overlay.whiteout",
-            (Namespace::User, Private::Opaque) => c"user.overlay.opaque",
-            (Namespace::User, Private::Redirect) => c"user.overlay.redirect",
-            (Namespace::User, Private::Metacopy) => c"user.overlay.metacopy",
-            (Namespace::User, Private::Origin) => c"user.overlay.origin",
-            (Namespace::User, Private::Nlink) => c"user.overlay.nlink",
-            (Namespace::User, Private::Whiteout) => c"user.overlay.whiteout",
+            (Namespace::Trusted, PrivateAttr::Opaque) => c"trusted.overlay.opaque",
+            (Namespace::Trusted, PrivateAttr::Redirect) => c"trusted.overlay.redirect",
+            (Namespace::Trusted, PrivateAttr::Metacopy) => c"trusted.overlay.metacopy",
+            (Namespace::Trusted, PrivateAttr::Origin) => c"trusted.overlay.origin",
+            (Namespace::Trusted, PrivateAttr::Nlink) => c"trusted.overlay.nlink",
+            (Namespace::Trusted, PrivateAttr::Whiteout) => c"trusted.overlay.whiteout",
+            (Namespace::User, PrivateAttr::Opaque) => c"user.overlay.opaque",
+            (Namespace::User, PrivateAttr::Redirect) => c"user.overlay.redirect",
+            (Namespace::User, PrivateAttr::Metacopy) => c"user.overlay.metacopy",
+            (Namespace::User, PrivateAttr::Origin) => c"user.overlay.origin",
+            (Namespace::User, PrivateAttr::Nlink) => c"user.overlay.nlink",
+            (Namespace::User, PrivateAttr::Whiteout) => c"user.overlay.whiteout",
         }
+    }
+
+    /// The full name of private attribute `suffix` (`opaque`, `redirect`, …); [`Namespace::attr`]
+    /// names the ones the differ reads without allocating.
+    pub fn private_name(self, suffix: &[u8]) -> Vec<u8> {
+        [self.prefix(), suffix].concat()
     }
 
     /// The prefix of gVisor-style whiteout xattrs on a directory: `trusted.overlay.whiteout.`
@@ -121,6 +138,14 @@ impl Namespace {
         }
     }
 
+    /// [`Namespace::raw_name`] for a name given as bytes (it may lack a NUL terminator).
+    pub fn stored_name(self, visible: &[u8]) -> Vec<u8> {
+        match visible.strip_prefix(self.prefix()) {
+            Some(rest) => [self.escape_prefix(), rest].concat(),
+            None => visible.to_vec(),
+        }
+    }
+
     /// The xattrs of an upper entry as the merged view shows them: private ones dropped, escaped
     /// ones unescaped, still sorted by name.
     pub fn visible_xattrs(self, raw: Xattrs) -> Xattrs {
@@ -173,6 +198,37 @@ mod tests {
         assert_eq!(
             t.raw_name(c"security.capability").as_ref(),
             c"security.capability"
+        );
+    }
+
+    #[test]
+    fn stored_name_inverts_visible_name() {
+        for ns in [Namespace::Trusted, Namespace::User] {
+            for visible in [
+                &b"trusted.overlay.x"[..],
+                b"user.overlay.redirect",
+                b"user.mime",
+                b"trusted.overlay.overlay.deep",
+            ] {
+                let stored = ns.stored_name(visible);
+                assert_eq!(ns.visible_name(&stored).as_deref(), Some(visible));
+                let c = CString::new(visible).map(|c| ns.raw_name(&c).to_bytes().to_vec());
+                assert_eq!(c.ok(), Some(stored), "raw_name agrees");
+            }
+        }
+    }
+
+    #[test]
+    fn names_follow_the_namespace() {
+        assert_eq!(Namespace::for_userxattr(true), Namespace::User);
+        assert_eq!(Namespace::for_userxattr(false), Namespace::Trusted);
+        assert_eq!(
+            Namespace::User.private_name(b"whiteout."),
+            Namespace::User.whiteout_prefix()
+        );
+        assert_eq!(
+            Namespace::Trusted.private_name(b"opaque"),
+            Namespace::Trusted.attr(PrivateAttr::Opaque).to_bytes()
         );
     }
 

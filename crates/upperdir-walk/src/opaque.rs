@@ -9,7 +9,7 @@
 use fs_change::{FsError, PlainDir, TreeDir};
 
 use crate::attrs::OwnNames;
-use crate::namespace::{Namespace, Private};
+use crate::namespace::{Namespace, PrivateAttr};
 use crate::whiteout::{WhiteoutFormat, OPAQUE_SENTINEL};
 
 /// What to emit for an opaque directory that replaced a base directory.
@@ -49,7 +49,7 @@ pub(crate) fn is_opaque(
         format,
         WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs
     );
-    if reads_opaque && yes(names.get(dir, ns.attr(Private::Opaque))?) {
+    if reads_opaque && yes(names.get(dir, ns.attr(PrivateAttr::Opaque))?) {
         return Ok(true);
     }
     if format == WhiteoutFormat::FuseOverlayfs && yes(names.get(dir, FUSE_OPAQUE)?) {

@@ -4,7 +4,7 @@
 use fs_change::{DirEntryName, FileType, FsError, Meta, PlainDir, TreeDir};
 
 use crate::attrs::OwnNames;
-use crate::namespace::{Namespace, Private};
+use crate::namespace::{Namespace, PrivateAttr};
 use crate::xwhiteout;
 
 /// The name prefix of an AUFS / fuse-overlayfs whiteout file: `.wh.NAME` hides `NAME`.
@@ -176,7 +176,7 @@ pub(crate) fn is_whiteout_entry(
     if format.kernel() && meta.file_type() == FileType::Regular && meta.size == 0 {
         // Only the chosen namespace: a foreign `overlay.whiteout` is an ordinary xattr, and a
         // non-empty file is never a whiteout (kernel ovl_is_whiteout / ovl_path_is_whiteout).
-        return Ok(dir.xattr(name, ns.attr(Private::Whiteout))?.is_some());
+        return Ok(dir.xattr(name, ns.attr(PrivateAttr::Whiteout))?.is_some());
     }
     Ok(false)
 }

@@ -6,11 +6,9 @@
 //! `user.overlay.whiteout.NAME`, and a `trusted.` one is ordinary content (and the other way
 //! round). Any other value than `y` hides nothing, as in gVisor.
 
-use std::ffi::{CStr, CString};
-use std::mem::MaybeUninit;
+use std::ffi::CString;
 
 use fs_change::{FsError, PlainDir, TreeDir};
-use rustix::io::Errno;
 
 use crate::attrs::OwnNames;
 use crate::namespace::Namespace;
@@ -78,38 +76,11 @@ pub(crate) fn hides(
     Ok(value.as_deref() == Some(YES))
 }
 
-/// Every xattr name of the open directory `dir` (`flistxattr`, retried with a larger buffer
-/// while the list grows). A filesystem without xattr support has none.
+/// Every xattr name of the open directory `dir` (`flistxattr`). A filesystem without xattr
+/// support has none.
 fn own_attr_names(dir: &PlainDir) -> Result<Vec<CString>, FsError> {
-    let fail = |e: Errno| FsError::io("flistxattr", dir.display_path(b""), e);
-    let mut small = [MaybeUninit::<u8>::uninit(); 1024];
-    let raw: Vec<u8> = match rustix::fs::flistxattr(dir.fd(), &mut small) {
-        Ok((names, _)) => names.to_vec(),
-        Err(Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(Errno::RANGE) => loop {
-            let size = match rustix::fs::flistxattr_query(dir.fd()) {
-                Ok(n) => n,
-                Err(Errno::NOTSUP) => return Ok(Vec::new()),
-                Err(e) => return Err(fail(e)),
-            };
-            let mut buf = vec![0u8; size];
-            match rustix::fs::flistxattr(dir.fd(), &mut buf[..]) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    break buf;
-                }
-                Err(Errno::RANGE) => continue, // the list grew between the two calls
-                Err(e) => return Err(fail(e)),
-            }
-        },
-        Err(e) => return Err(fail(e)),
-    };
-    Ok(raw
-        .split_inclusive(|&c| c == 0)
-        .filter_map(|n| CStr::from_bytes_with_nul(n).ok())
-        .filter(|n| !n.is_empty())
-        .map(CStr::to_owned)
-        .collect())
+    fs_change::sys::list_xattr_names_fd(dir.fd())
+        .map_err(|e| FsError::io("flistxattr", dir.display_path(b""), e))
 }
 
 #[cfg(test)]

@@ -118,28 +118,21 @@ pub(crate) fn get(
     let Some((nr, _)) = NUMBERS else {
         return Err(Errno::NOSYS);
     };
-    count_call();
     let mut args = XattrArgs {
         value: buf.as_mut_ptr() as u64,
         size: u32::try_from(buf.len()).unwrap_or(u32::MAX),
         flags: 0,
     };
-    // SAFETY: `path` and `attr` are NUL-terminated strings alive for the call; `args` points at
-    // `buf`, valid for writes of `args.size <= buf.len()` bytes, and is itself a live
-    // `struct xattr_args` whose size is passed as the last argument, as the ABI requires. The
-    // kernel writes at most `size` bytes and keeps no pointer past the call.
-    let ret = unsafe {
-        libc::syscall(
-            nr,
-            libc::c_long::from(dir.as_raw_fd()),
-            path.as_ptr(),
-            libc::c_long::from(flags.bits()),
-            attr.as_ptr(),
-            std::ptr::addr_of_mut!(args),
-            std::mem::size_of::<XattrArgs>(),
-        )
-    };
-    result(ret)
+    let tail = [
+        attr.as_ptr() as usize,
+        std::ptr::addr_of_mut!(args) as usize,
+        std::mem::size_of::<XattrArgs>(),
+    ];
+    // SAFETY: `attr` is a NUL-terminated string alive for the call; `args` is a live
+    // `struct xattr_args` whose size is the last argument, as the ABI requires, and points at
+    // `buf`, valid for writes of `args.size <= buf.len()` bytes. The kernel writes at most
+    // `size` bytes and keeps no pointer past the call.
+    unsafe { call(nr, dir, path, flags, tail) }
 }
 
 /// `listxattrat(dir, path, flags, buf, len(buf))`: the length of the NUL-separated name list,
@@ -153,18 +146,38 @@ pub(crate) fn list(
     let Some((_, nr)) = NUMBERS else {
         return Err(Errno::NOSYS);
     };
+    // The call takes five arguments; the kernel ignores the sixth register.
+    let tail = [buf.as_mut_ptr() as usize, buf.len(), 0];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, which is the size passed; the
+    // kernel writes no more and keeps no pointer past the call.
+    unsafe { call(nr, dir, path, flags, tail) }
+}
+
+/// Makes the `*xattrat` syscall `nr`: `(dir, path, flags)` followed by the call's own
+/// arguments `tail`.
+///
+/// # Safety
+/// `tail` must be the arguments syscall `nr` takes after the flags, every pointer among them
+/// valid for whatever the kernel reads or writes through it during the call.
+unsafe fn call(
+    nr: libc::c_long,
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    flags: rustix::fs::AtFlags,
+    tail: [usize; 3],
+) -> Result<usize, Errno> {
     count_call();
-    // SAFETY: `path` is a NUL-terminated string alive for the call, and `buf` is valid for
-    // writes of `buf.len()` bytes, which is the size passed; the kernel writes no more and
-    // keeps no pointer past the call.
+    // SAFETY: `dir` is an open fd and `path` a NUL-terminated string, both alive for the call;
+    // the caller vouches for `tail`.
     let ret = unsafe {
         libc::syscall(
             nr,
             libc::c_long::from(dir.as_raw_fd()),
             path.as_ptr(),
             libc::c_long::from(flags.bits()),
-            buf.as_mut_ptr(),
-            buf.len(),
+            tail[0],
+            tail[1],
+            tail[2],
         )
     };
     result(ret)

@@ -463,45 +463,31 @@ fn at_offset(e: io::Error, at: u64) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    use treegen::rawtar::{
+        padded, pax_header, pax_record as record, set_checksum, RawEntry, CAPABILITY_WITH_NEWLINE,
+    };
+
     use super::*;
 
-    /// A header block: `name`, type, size, ustar magic unless `v7`, checksum as Go writes it.
+    /// A header block from `treegen`'s raw tar writer: `name`, type, size, mode 0644, ustar
+    /// magic unless `v7`, checksum as Go writes it.
     fn header(name: &[u8], kind: u8, size: u64, v7: bool) -> [u8; 512] {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name);
-        h[100..108].copy_from_slice(b"0000644\0");
-        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
-        h[156] = kind;
-        if !v7 {
-            h[257..265].copy_from_slice(b"ustar\x0000");
+        let mut h = RawEntry::new(kind, name).header_sized(size);
+        if v7 {
+            h[257..265].fill(0);
+            set_checksum(&mut h);
         }
-        let (sum, _) = checksums(&h);
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         h
-    }
-
-    fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
-        let body = key.len() + value.len() + 3;
-        let mut len = body + 1;
-        while len != body + len.to_string().len() {
-            len = body + len.to_string().len();
-        }
-        [format!("{len} ").as_bytes(), key, b"=", value, b"\n"].concat()
     }
 
     /// Appends a header and its padded data.
     fn push(tar: &mut Vec<u8>, h: [u8; 512], data: &[u8]) {
         tar.extend_from_slice(&h);
-        tar.extend_from_slice(data);
-        tar.resize(tar.len() + padding(data.len() as u64) as usize, 0);
+        tar.extend(padded(data));
     }
 
     fn pax(tar: &mut Vec<u8>, records: &[u8]) {
-        push(
-            tar,
-            header(b"PaxHeaders.0/x", b'x', records.len() as u64, false),
-            records,
-        );
+        tar.extend(pax_header(records));
     }
 
     fn file(tar: &mut Vec<u8>, name: &[u8], data: &[u8]) {
@@ -572,18 +558,10 @@ mod tests {
 
     #[test]
     fn pax_values_with_newlines_and_a_size_after_them() {
-        let cap =
-            b"\x01\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        let cap = CAPABILITY_WITH_NEWLINE;
         let mut tar = Vec::new();
         // Sorted by key, as Go writes them: the xattrs come before path and size.
-        let records = [
-            record(b"SCHILY.xattr.security.capability", cap),
-            record(b"SCHILY.xattr.user.x", b"\n\n"),
-            record(b"path", b"new\nline"),
-            record(b"size", b"700"),
-        ]
-        .concat();
-        pax(&mut tar, &records);
+        pax(&mut tar, &pax::newline_records(b"new\nline", b"700"));
         // The header says 0 bytes; PAX says 700, which must frame the stream.
         tar.extend_from_slice(&header(b"new", b'0', 0, false));
         tar.extend_from_slice(&[7u8; 700]);

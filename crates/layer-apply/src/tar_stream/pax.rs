@@ -142,24 +142,25 @@ impl PaxRecords {
     }
 }
 
+/// The records Go writes for an entry with binary xattrs, sorted by key: a
+/// `security.capability` and a `user.x` whose values hold newlines, then `path` and `size`.
+#[cfg(test)]
+pub(super) fn newline_records(path: &[u8], size: &[u8]) -> Vec<u8> {
+    use treegen::rawtar::{pax_record as record, CAPABILITY_WITH_NEWLINE};
+    [
+        record(b"SCHILY.xattr.security.capability", CAPABILITY_WITH_NEWLINE),
+        record(b"SCHILY.xattr.user.x", b"\n\n"),
+        record(b"path", path),
+        record(b"size", size),
+    ]
+    .concat()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use treegen::rawtar::{pax_record as record, CAPABILITY_WITH_NEWLINE};
 
-    /// One record with a correct length prefix.
-    fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
-        let body = key.len() + value.len() + 3;
-        let mut len = body + 1;
-        while len != body + len.to_string().len() {
-            len = body + len.to_string().len();
-        }
-        let mut out = format!("{len} ").into_bytes();
-        out.extend_from_slice(key);
-        out.push(b'=');
-        out.extend_from_slice(value);
-        out.push(b'\n');
-        out
-    }
+    use super::*;
 
     fn parse(data: &[u8]) -> PaxRecords {
         PaxRecords::parse(data).unwrap_or_else(|e| panic!("{e}"))
@@ -167,17 +168,9 @@ mod tests {
 
     #[test]
     fn values_may_hold_newlines_and_any_byte() {
-        let cap =
-            b"\x01\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
-        let data = [
-            record(b"SCHILY.xattr.security.capability", cap),
-            record(b"SCHILY.xattr.user.x", b"\n\n"),
-            record(b"path", b"a\nb"),
-            record(b"size", b"12"),
-        ]
-        .concat();
-        let pax = parse(&data);
-        assert_eq!(pax.get(b"SCHILY.xattr.security.capability"), Some(&cap[..]));
+        let cap = CAPABILITY_WITH_NEWLINE;
+        let pax = parse(&newline_records(b"a\nb", b"12"));
+        assert_eq!(pax.get(b"SCHILY.xattr.security.capability"), Some(cap));
         assert_eq!(pax.get(b"SCHILY.xattr.user.x"), Some(&b"\n\n"[..]));
         assert_eq!(pax.get(b"path"), Some(&b"a\nb"[..]));
         assert_eq!(pax.decimal(b"size").ok().flatten(), Some(12));

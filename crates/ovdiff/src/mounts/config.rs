@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::MountError;
 use super::lowerdir;
-use crate::namespace::XattrNamespace;
+use crate::XattrNamespace;
 
 /// `redirect_dir=` (fs/overlayfs/params.c `ovl_parameter_redirect_dir`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

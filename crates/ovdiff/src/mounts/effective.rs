@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::config::{OverlayConfig, RedirectDir, UuidMode, Verity, Xino, OVERLAY_KEYS};
 use super::error::MountError;
-use crate::namespace::XattrNamespace;
+use crate::XattrNamespace;
 
 /// The overlay module's defaults, from `/sys/module/overlay/parameters/`: they decide every
 /// option a mount leaves out.

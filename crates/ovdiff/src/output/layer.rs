@@ -3,11 +3,10 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
 use sha2::{Digest as _, Sha256};
 
+use super::diffid::DiffHasher;
 use super::digest::{Descriptor, Digest};
 use super::gzip::{self, GzipEncoder, BLOCK_SIZE};
 use super::{Compression, OutputError};
@@ -82,12 +81,17 @@ impl OutputBuilder {
         let diff = if threads > 1 {
             DiffHasher::spawn()?
         } else {
-            DiffHasher::Inline(Sha256::new())
+            DiffHasher::inline()
+        };
+        // A plain tar is never cut into blocks: writes go straight through.
+        let block = match self.compression {
+            Compression::None => Vec::new(),
+            _ => Vec::with_capacity(BLOCK_SIZE),
         };
         Ok(LayerOutput {
             backend,
             diff,
-            block: Vec::with_capacity(BLOCK_SIZE),
+            block,
             uncompressed: 0,
             compression: self.compression,
             threads,
@@ -124,77 +128,12 @@ enum Backend<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, Sink<W>>),
 }
 
-/// The diffID hash: inline, or on its own thread fed with the blocks.
-enum DiffHasher {
-    Inline(Sha256),
-    Thread {
-        blocks: Option<Sender<Arc<Vec<u8>>>>,
-        handle: Option<JoinHandle<[u8; 32]>>,
-    },
-}
-
-impl DiffHasher {
-    fn spawn() -> Result<DiffHasher, OutputError> {
-        let (tx, rx) = crossbeam_channel::bounded::<Arc<Vec<u8>>>(16);
-        let handle = std::thread::Builder::new()
-            .name("ovdiff-diffid".into())
-            .spawn(move || {
-                let mut h = Sha256::new();
-                for block in rx {
-                    h.update(&block[..]);
-                }
-                h.finalize().into()
-            })
-            .map_err(OutputError::Spawn)?;
-        Ok(DiffHasher::Thread {
-            blocks: Some(tx),
-            handle: Some(handle),
-        })
-    }
-
-    fn update(&mut self, block: &Arc<Vec<u8>>) -> Result<(), OutputError> {
-        match self {
-            DiffHasher::Inline(h) => {
-                h.update(&block[..]);
-                Ok(())
-            }
-            DiffHasher::Thread { blocks, .. } => blocks
-                .as_ref()
-                .ok_or(OutputError::WorkerLost)?
-                .send(block.clone())
-                .map_err(|_| OutputError::WorkerLost),
-        }
-    }
-
-    fn finish(&mut self) -> Result<Digest, OutputError> {
-        match self {
-            DiffHasher::Inline(h) => Ok(Digest::from_bytes(h.clone().finalize().into())),
-            DiffHasher::Thread { blocks, handle } => {
-                blocks.take();
-                let handle = handle.take().ok_or(OutputError::WorkerLost)?;
-                let bytes = handle.join().map_err(|_| OutputError::WorkerLost)?;
-                Ok(Digest::from_bytes(bytes))
-            }
-        }
-    }
-}
-
-impl Drop for DiffHasher {
-    fn drop(&mut self) {
-        if let DiffHasher::Thread { blocks, handle } = self {
-            blocks.take();
-            if let Some(h) = handle.take() {
-                let _ = h.join();
-            }
-        }
-    }
-}
-
 /// A [`Write`] that compresses a layer tar and computes its digests on the way to `W`.
 ///
-/// Bytes are cut into fixed blocks, so the output never depends on how the writes were
-/// split. [`Write::flush`] passes on what is already compressed but does not force the
-/// partial block out (that would change the bytes). Call [`LayerOutput::finish`] at the end:
+/// Compressed layers are cut into fixed blocks, so the output never depends on how the writes
+/// were split; a plain tar goes to `W` write by write, straight from the caller's buffer (wrap
+/// `W` in a `BufWriter` if the writes are small). [`Write::flush`] passes on what is already
+/// compressed but does not force the partial block out (that would change the bytes). Call [`LayerOutput::finish`] at the end:
 /// dropping the output instead leaves an incomplete blob.
 pub struct LayerOutput<W: Write> {
     backend: Backend<W>,
@@ -274,17 +213,20 @@ impl<W: Write> LayerOutput<W> {
         Ok((desc, sink.inner))
     }
 
-    /// Hands the buffered block to the hash and the compressor.
+    /// Hands the buffered block to the hash and the compressor (a plain tar has none).
     fn dispatch(&mut self, last: bool) -> Result<(), OutputError> {
+        if matches!(self.backend, Backend::Plain(_)) {
+            return Ok(());
+        }
         let data = Arc::new(std::mem::replace(
             &mut self.block,
             Vec::with_capacity(if last { 0 } else { BLOCK_SIZE }),
         ));
         if !data.is_empty() {
-            self.diff.update(&data)?;
+            self.diff.update_shared(&data)?;
         }
         match &mut self.backend {
-            Backend::Plain(sink) => sink.write_all(&data).map_err(OutputError::Write),
+            Backend::Plain(_) => Ok(()),
             Backend::Gzip { sink, gz } => gz.push(data, last, &mut |bytes| {
                 sink.write_all(bytes).map_err(OutputError::Write)
             }),
@@ -302,6 +244,17 @@ impl<W: Write> Write for LayerOutput<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(why) = &self.failed {
             return Err(OutputError::Failed(why.clone()).into());
+        }
+        if let Backend::Plain(sink) = &mut self.backend {
+            let result = sink
+                .write_all(buf)
+                .map_err(OutputError::Write)
+                .and_then(|()| self.diff.update_copy(buf));
+            if let Err(e) = result {
+                return Err(self.fail(e));
+            }
+            self.uncompressed += buf.len() as u64;
+            return Ok(buf.len());
         }
         let mut rest = buf;
         while !rest.is_empty() {

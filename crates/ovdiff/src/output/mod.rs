@@ -1,10 +1,12 @@
 //! The layer blob: compression and the two digests an OCI image needs, computed while the tar
 //! streams through.
 //!
-//! [`LayerOutput`] is a [`Write`](std::io::Write) the tar writer writes into. It cuts the
-//! stream into 128 KiB blocks; each block is hashed for the diffID (SHA-256 of the uncompressed
-//! tar) and compressed; the compressed bytes are hashed and counted on their way to the
-//! destination. [`LayerOutput::finish`] returns the [`Descriptor`].
+//! [`LayerOutput`] is a [`Write`](std::io::Write) the tar writer writes into. A compressed
+//! stream is cut into 128 KiB blocks; each block is hashed for the diffID (SHA-256 of the
+//! uncompressed tar) and compressed; the compressed bytes are hashed and counted on their way
+//! to the destination. A plain tar goes to the destination as written and is hashed on the
+//! way. [`LayerOutput::finish`] returns the [`Descriptor`]. A diff that needs no digest
+//! ([`Diff::digests`](crate::Diff::digests)) skips this stage altogether.
 //!
 //! - gzip is pigz-style: independent blocks (each primed with the previous 32 KiB), compressed
 //!   on as many threads as asked, ending in one gzip member with mtime 0 and OS 255. The bytes
@@ -25,9 +27,11 @@
 //! # Ok(()) }
 //! ```
 
+mod diffid;
 mod digest;
 mod gzip;
 mod layer;
+mod plain;
 
 use std::io;
 
@@ -35,6 +39,7 @@ pub use digest::{
     BadDigest, Descriptor, Digest, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
 };
 pub use layer::{LayerOutput, OutputBuilder};
+pub(crate) use plain::{FdOutput, PlainTarget};
 
 /// How the layer tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,16 +1,18 @@
 //! [`StackDir`]: one merged directory, listed and looked up through its layers.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use fs_change::order::join;
 use fs_change::sys::{self, DirEntryName, Xattrs};
 use fs_change::{FileType, FsError, Meta, Source, TreeDir};
+use upperdir_walk::PrivateAttr;
 
 use super::lookup::{valid_name, LayerRef, Loc, Part, Resolved, WH_PREFIX, XWHITEOUT_YES};
 use super::{Shared, WhiteoutFormat};
@@ -69,29 +71,21 @@ impl StackDir {
     }
 
     /// The name under which a user-visible xattr is stored in the layers.
-    fn stored_attr(&self, attr: &CStr, name: &[u8]) -> Result<CString, FsError> {
-        let stored = match self.shared.format {
-            WhiteoutFormat::Overlay | WhiteoutFormat::Xattr => {
-                self.shared.namespace.stored_name(attr.to_bytes())
-            }
-            WhiteoutFormat::Aufs => attr.to_bytes().to_vec(),
-        };
-        CString::new(stored)
-            .map_err(|e| FsError::io("lgetxattr", self.display_path(name), io::Error::other(e)))
+    fn stored_attr<'a>(&self, attr: &'a CStr) -> Cow<'a, CStr> {
+        match self.shared.format {
+            WhiteoutFormat::Overlay | WhiteoutFormat::Xattr => self.shared.namespace.raw_name(attr),
+            WhiteoutFormat::Aufs => Cow::Borrowed(attr),
+        }
     }
 
     /// Hides private xattrs and unescapes `overlay.overlay.X`, as a listing through the mount.
     fn visible_xattrs(&self, stored: Xattrs) -> Xattrs {
-        if self.shared.format == WhiteoutFormat::Aufs {
-            return stored;
+        match self.shared.format {
+            WhiteoutFormat::Aufs => stored,
+            WhiteoutFormat::Overlay | WhiteoutFormat::Xattr => {
+                self.shared.namespace.visible_xattrs(stored)
+            }
         }
-        let ns = self.shared.namespace;
-        let mut out: Xattrs = stored
-            .into_iter()
-            .filter_map(|(n, v)| ns.visible_name(&n).map(|n| (n, v)))
-            .collect();
-        out.sort();
-        out
     }
 
     /// A whiteout left in a layer's listing: it hides the name (never listed).
@@ -112,11 +106,13 @@ impl StackDir {
         if meta.file_type() != FileType::Regular || meta.size != 0 {
             return Ok(false);
         }
-        Ok(
-            sys::get_xattr_at(fd, &entry.name, self.shared.names.whiteout)
-                .map_err(|e| FsError::io("lgetxattr", self.display_path(&entry.name), e))?
-                .is_some(),
+        Ok(sys::get_xattr_at(
+            fd,
+            &entry.name,
+            self.shared.namespace.attr(PrivateAttr::Whiteout),
         )
+        .map_err(|e| FsError::io("lgetxattr", self.display_path(&entry.name), e))?
+        .is_some())
     }
 
     fn list_overlay(&self) -> Result<Vec<DirEntryName>, FsError> {
@@ -140,59 +136,63 @@ impl StackDir {
         Ok(out)
     }
 
+    /// AUFS rules: `.wh.NAME` in a layer hides `NAME` in the layers below; `.wh..wh.*` is AUFS
+    /// metadata (and the opaque marker), never listed.
     fn list_aufs(&self) -> Result<Vec<DirEntryName>, FsError> {
-        let mut decided: HashSet<Box<[u8]>> = HashSet::new();
-        let mut hidden: HashSet<Box<[u8]>> = HashSet::new();
-        let mut out = Vec::new();
-        for part in &self.parts {
-            let entries = sys::list_dir(part.fd.as_fd())
-                .map_err(|e| FsError::io("getdents64", self.part_display(part), e))?;
+        self.list_layered(|_, entries| {
             let mut whiteouts = Vec::new();
-            for entry in entries {
-                if let Some(target) = entry.name.strip_prefix(WH_PREFIX) {
-                    // `.wh..wh.*` is AUFS metadata (and the opaque marker), not a whiteout.
+            entries.retain(|entry| match entry.name.strip_prefix(WH_PREFIX) {
+                Some(target) => {
                     if !target.starts_with(WH_PREFIX) && !target.is_empty() {
                         whiteouts.push(Box::<[u8]>::from(target));
                     }
-                    continue;
+                    false
                 }
-                if hidden.contains(&entry.name) || !decided.insert(entry.name.clone()) {
-                    continue;
-                }
-                out.push(entry);
-            }
-            hidden.extend(whiteouts);
-        }
-        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+                None => true,
+            });
+            Ok(whiteouts)
+        })
     }
 
     /// gVisor rules: in each layer (topmost first) the names it holds count first, then its
     /// `overlay.whiteout.NAME` xattrs hide `NAME` in the layers below.
     fn list_xattr(&self) -> Result<Vec<DirEntryName>, FsError> {
-        let prefix = self.shared.namespace.private_name(b"whiteout.");
+        let prefix = self.shared.namespace.whiteout_prefix();
+        self.list_layered(|part, _| {
+            let attrs = sys::list_xattrs_fd(part.fd.as_fd())
+                .map_err(|e| FsError::io("flistxattr", self.part_display(part), e))?;
+            Ok(attrs
+                .into_iter()
+                .filter_map(|(attr, value)| match attr.strip_prefix(prefix) {
+                    Some(name) if valid_name(name) && value == XWHITEOUT_YES => Some(name.into()),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
+    /// The merge shared by the formats whose whiteouts hide names only in the layers below
+    /// their own: a name counts at its topmost occurrence unless a layer above hid it.
+    /// `hides` gets each layer's listing, drops the entries that are the format's metadata,
+    /// and returns the names the layer hides below it.
+    fn list_layered(
+        &self,
+        mut hides: impl FnMut(&Part, &mut Vec<DirEntryName>) -> Result<Vec<Box<[u8]>>, FsError>,
+    ) -> Result<Vec<DirEntryName>, FsError> {
         let mut decided: HashSet<Box<[u8]>> = HashSet::new();
         let mut hidden: HashSet<Box<[u8]>> = HashSet::new();
         let mut out = Vec::new();
         for part in &self.parts {
-            let entries = sys::list_dir(part.fd.as_fd())
+            let mut entries = sys::list_dir(part.fd.as_fd())
                 .map_err(|e| FsError::io("getdents64", self.part_display(part), e))?;
+            let hidden_below = hides(part, &mut entries)?;
             for entry in entries {
                 if hidden.contains(&entry.name) || !decided.insert(entry.name.clone()) {
                     continue;
                 }
                 out.push(entry);
             }
-            let attrs = list_xattrs_fd(part.fd.as_fd())
-                .map_err(|e| FsError::io("flistxattr", self.part_display(part), e))?;
-            for (attr, value) in attrs {
-                match attr.strip_prefix(&prefix[..]) {
-                    Some(name) if valid_name(name) && value == XWHITEOUT_YES => {
-                        hidden.insert(name.into());
-                    }
-                    _ => {}
-                }
-            }
+            hidden.extend(hidden_below);
         }
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -242,7 +242,7 @@ impl TreeDir for StackDir {
     }
 
     fn xattr(&self, name: &[u8], attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
-        let stored = self.stored_attr(attr, name)?;
+        let stored = self.stored_attr(attr);
         match self.resolve(name)? {
             // As a plain directory's `lgetxattr` of a missing child: nothing to report.
             None => Ok(None),
@@ -258,7 +258,7 @@ impl TreeDir for StackDir {
     }
 
     fn own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
-        let stored = self.stored_attr(attr, b"")?;
+        let stored = self.stored_attr(attr);
         let top = self
             .parts
             .first()
@@ -274,7 +274,7 @@ impl TreeDir for StackDir {
                 let top = parts
                     .first()
                     .ok_or_else(|| self.not_found("flistxattr", name))?;
-                list_xattrs_fd(top.fd.as_fd())
+                sys::list_xattrs_fd(top.fd.as_fd())
                     .map_err(|e| FsError::io("flistxattr", self.display_path(name), e))?
             }
             Some(Resolved::File { at, .. }) => self.source_of(&at).xattrs()?,
@@ -332,41 +332,6 @@ impl TreeDir for StackDir {
             None => PathBuf::from(String::from_utf8_lossy(&join(&self.path, name)).into_owned()),
         }
     }
-}
-
-/// `flistxattr` + `fgetxattr` on an open directory, sorted by name.
-///
-/// `fs_change::sys::list_xattrs_at(fd, b"")` cannot stand in: it names the directory as the
-/// `/proc/self/fd/N` link, and `llistxattr` does not follow that link.
-fn list_xattrs_fd(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
-    let names = loop {
-        let size = match rustix::fs::flistxattr_query(fd) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        match rustix::fs::flistxattr(fd, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                break buf;
-            }
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut out = Vec::new();
-    for attr in names.split(|&c| c == 0).filter(|n| !n.is_empty()) {
-        let cname = CString::new(attr).map_err(io::Error::other)?;
-        if let Some(value) = sys::get_xattr_fd(fd, &cname)? {
-            out.push((attr.to_vec(), value));
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 impl StackDir {

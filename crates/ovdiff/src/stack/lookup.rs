@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use fs_change::order::join;
 use fs_change::sys;
 use fs_change::{FileType, FsError, Meta};
+use upperdir_walk::PrivateAttr;
 
 use super::{Shared, WhiteoutFormat};
 
@@ -330,14 +331,15 @@ impl Shared {
                 return Ok(None);
             }
             let metacopy = meta.file_type() == FileType::Regular
-                && sys::get_xattr_at(dir, comp, self.names.metacopy)
+                && sys::get_xattr_at(dir, comp, self.namespace.attr(PrivateAttr::Metacopy))
                     .map_err(|e| ctx.io("lgetxattr", e))?
                     .is_some();
             st.metacopy = metacopy;
             st.stop = !metacopy;
             if metacopy && !st.last {
-                let redirect = sys::get_xattr_at(dir, comp, self.names.redirect)
-                    .map_err(|e| ctx.io("lgetxattr", e))?;
+                let redirect =
+                    sys::get_xattr_at(dir, comp, self.namespace.attr(PrivateAttr::Redirect))
+                        .map_err(|e| ctx.io("lgetxattr", e))?;
                 self.check_redirect(redirect, post, st, ctx)?;
             }
             return Ok(Some(Hit::File {
@@ -354,14 +356,15 @@ impl Shared {
             st.is_dir = true;
         }
         if !st.last {
-            let opaque = sys::get_xattr_fd(fd.as_fd(), self.names.opaque)
+            let opaque = sys::get_xattr_fd(fd.as_fd(), self.namespace.attr(PrivateAttr::Opaque))
                 .map_err(|e| ctx.io("fgetxattr", e))?;
             // `x` only marks a directory holding xattr whiteouts: not opaque.
             if opaque.as_deref() == Some(b"y") {
                 st.stop = true;
             } else {
-                let redirect = sys::get_xattr_fd(fd.as_fd(), self.names.redirect)
-                    .map_err(|e| ctx.io("fgetxattr", e))?;
+                let redirect =
+                    sys::get_xattr_fd(fd.as_fd(), self.namespace.attr(PrivateAttr::Redirect))
+                        .map_err(|e| ctx.io("fgetxattr", e))?;
                 self.check_redirect(redirect, post, st, ctx)?;
             }
         }
@@ -386,9 +389,11 @@ impl Shared {
         if meta.file_type() != FileType::Regular || meta.size != 0 {
             return Ok(false);
         }
-        Ok(sys::get_xattr_at(dir, comp, self.names.whiteout)
-            .map_err(|e| ctx.io("lgetxattr", e))?
-            .is_some())
+        Ok(
+            sys::get_xattr_at(dir, comp, self.namespace.attr(PrivateAttr::Whiteout))
+                .map_err(|e| ctx.io("lgetxattr", e))?
+                .is_some(),
+        )
     }
 
     /// `ovl_check_redirect`: validates a redirect and rewrites the name for the layers below.
@@ -564,38 +569,15 @@ impl Shared {
         name: &[u8],
         ctx: &Ctx<'_>,
     ) -> Result<Option<Resolved>, FsError> {
-        let attr = self.namespace.private_name(b"whiteout.");
-        let attr = match attr.len() + name.len() <= XATTR_NAME_MAX {
-            true => std::ffi::CString::new([&attr[..], name].concat()).ok(),
+        let prefix = self.namespace.whiteout_prefix();
+        let attr = match prefix.len() + name.len() <= XATTR_NAME_MAX {
+            true => std::ffi::CString::new([prefix, name].concat()).ok(),
             false => None,
         };
         let mut hits: Vec<Hit> = Vec::new();
         for part in parts {
             let fd = part.fd.as_fd();
-            let mut stop = false;
-            if let Some(meta) = sys::stat_at(fd, name).map_err(|e| ctx.io("statx", e))? {
-                let real = join(&part.real, name);
-                if !meta.is_dir() {
-                    if hits.is_empty() {
-                        hits.push(Hit::File {
-                            layer: part.layer,
-                            real,
-                            meta,
-                            metacopy: false,
-                        });
-                    }
-                    stop = true;
-                } else if let Some(dir) =
-                    sys::open_dir_at(fd, name).map_err(|e| ctx.io("openat", e))?
-                {
-                    hits.push(Hit::Dir {
-                        layer: part.layer,
-                        fd: dir,
-                        real,
-                        meta,
-                    });
-                }
-            }
+            let mut stop = Self::layer_hit(part, name, &mut hits, ctx, |_| Ok(false))?;
             if let Some(attr) = &attr {
                 let value = sys::get_xattr_fd(fd, attr).map_err(|e| ctx.io("fgetxattr", e))?;
                 stop |= value.as_deref() == Some(XWHITEOUT_YES);
@@ -635,32 +617,10 @@ impl Shared {
         let whiteout = [WH_PREFIX, name].concat();
         let mut hits: Vec<Hit> = Vec::new();
         for part in parts {
-            let mut stop = false;
             let fd = part.fd.as_fd();
-            if let Some(meta) = sys::stat_at(fd, name).map_err(|e| ctx.io("statx", e))? {
-                let real = join(&part.real, name);
-                if !meta.is_dir() {
-                    if hits.is_empty() {
-                        hits.push(Hit::File {
-                            layer: part.layer,
-                            real,
-                            meta,
-                            metacopy: false,
-                        });
-                    }
-                    stop = true;
-                } else if let Some(dir) =
-                    sys::open_dir_at(fd, name).map_err(|e| ctx.io("openat", e))?
-                {
-                    stop = aufs_opaque(dir.as_fd(), ctx.display)?;
-                    hits.push(Hit::Dir {
-                        layer: part.layer,
-                        fd: dir,
-                        real,
-                        meta,
-                    });
-                }
-            }
+            let mut stop = Self::layer_hit(part, name, &mut hits, ctx, |dir| {
+                aufs_opaque(dir, ctx.display)
+            })?;
             if sys::stat_at(fd, &whiteout)
                 .map_err(|e| ctx.io("statx", e))?
                 .is_some()
@@ -672,5 +632,44 @@ impl Shared {
             }
         }
         self.assemble(hits, &Self::settled(), ctx)
+    }
+
+    /// One layer's step of the gVisor and AUFS lookups: a non-directory ends the lookup and
+    /// counts only when no layer above had the name; a directory joins the merge, and ends it
+    /// when `opaque` says so. Returns whether the lookup stops at this layer.
+    fn layer_hit(
+        part: &Part,
+        name: &[u8],
+        hits: &mut Vec<Hit>,
+        ctx: &Ctx<'_>,
+        opaque: impl FnOnce(BorrowedFd<'_>) -> Result<bool, FsError>,
+    ) -> Result<bool, FsError> {
+        let fd = part.fd.as_fd();
+        let Some(meta) = sys::stat_at(fd, name).map_err(|e| ctx.io("statx", e))? else {
+            return Ok(false);
+        };
+        let real = join(&part.real, name);
+        if !meta.is_dir() {
+            if hits.is_empty() {
+                hits.push(Hit::File {
+                    layer: part.layer,
+                    real,
+                    meta,
+                    metacopy: false,
+                });
+            }
+            return Ok(true);
+        }
+        let Some(dir) = sys::open_dir_at(fd, name).map_err(|e| ctx.io("openat", e))? else {
+            return Ok(false);
+        };
+        let stop = opaque(dir.as_fd())?;
+        hits.push(Hit::Dir {
+            layer: part.layer,
+            fd: dir,
+            real,
+            meta,
+        });
+        Ok(stop)
     }
 }

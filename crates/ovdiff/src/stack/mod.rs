@@ -39,7 +39,6 @@
 mod dir;
 mod lookup;
 
-use std::ffi::CStr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +49,7 @@ use rustix::fs::OFlags;
 pub use dir::StackDir;
 
 use crate::mounts::{KernelDefaults, MountError, OverlayConfig};
-use crate::namespace::XattrNamespace;
+use crate::XattrNamespace;
 
 /// How whiteouts and opaque directories are encoded in the layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,34 +96,6 @@ impl From<StackError> for std::io::Error {
     }
 }
 
-/// The private xattr names a lookup reads, for one namespace.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PrivateNames {
-    pub opaque: &'static CStr,
-    pub redirect: &'static CStr,
-    pub metacopy: &'static CStr,
-    pub whiteout: &'static CStr,
-}
-
-impl PrivateNames {
-    fn of(ns: XattrNamespace) -> PrivateNames {
-        match ns {
-            XattrNamespace::Trusted => PrivateNames {
-                opaque: c"trusted.overlay.opaque",
-                redirect: c"trusted.overlay.redirect",
-                metacopy: c"trusted.overlay.metacopy",
-                whiteout: c"trusted.overlay.whiteout",
-            },
-            XattrNamespace::User => PrivateNames {
-                opaque: c"user.overlay.opaque",
-                redirect: c"user.overlay.redirect",
-                metacopy: c"user.overlay.metacopy",
-                whiteout: c"user.overlay.whiteout",
-            },
-        }
-    }
-}
-
 /// What every directory of a stack shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
@@ -134,7 +105,6 @@ pub(crate) struct Shared {
     pub data: Vec<Arc<Root>>,
     pub format: WhiteoutFormat,
     pub namespace: XattrNamespace,
-    pub names: PrivateNames,
     pub follow_redirects: bool,
     pub metacopy: bool,
 }
@@ -167,14 +137,12 @@ impl LayerStack {
             .iter()
             .map(|p| open_layer(p.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let namespace = XattrNamespace::Trusted;
         Ok(LayerStack {
             shared: Arc::new(Shared {
                 layers,
                 data: Vec::new(),
                 format: WhiteoutFormat::Overlay,
-                namespace,
-                names: PrivateNames::of(namespace),
+                namespace: XattrNamespace::Trusted,
                 follow_redirects: true,
                 metacopy: true,
             }),
@@ -220,10 +188,7 @@ impl LayerStack {
 
     /// Reads private xattrs from this namespace only (`user.overlay.` for `userxattr` mounts).
     pub fn namespace(self, namespace: XattrNamespace) -> LayerStack {
-        self.edit(|s| {
-            s.namespace = namespace;
-            s.names = PrivateNames::of(namespace);
-        })
+        self.edit(|s| s.namespace = namespace)
     }
 
     /// Follow `overlay.redirect` (the kernel's `redirect_dir=on|follow`); when off, a

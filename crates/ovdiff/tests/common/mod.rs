@@ -4,8 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -316,6 +319,25 @@ fn walk_mount(dir: &Path, rel: &str, out: &mut Snapshot, unlistable: &mut Vec<St
             walk_mount(&path, &rel_child, out, unlistable);
         }
     }
+}
+
+/// The names a merged directory lists, in its order.
+pub fn names<D: TreeDir>(dir: &D) -> Vec<String> {
+    dir.list()
+        .expect("list")
+        .into_iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .collect()
+}
+
+/// The bytes of file `name` in a merged directory, read through [`TreeDir::open_file`].
+pub fn read<D: TreeDir>(dir: &D, name: &str) -> Vec<u8> {
+    let mut buf = Vec::new();
+    dir.open_file(name.as_bytes())
+        .expect("open_file")
+        .read_to_end(&mut buf)
+        .expect("read");
+    buf
 }
 
 /// The merged view as a [`TreeDir`] walk shows it.

@@ -133,6 +133,10 @@ pub(crate) struct DiffArgs {
     /// Write the descriptor JSON to FILE instead of stderr.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub(crate) descriptor: Option<PathBuf>,
+    /// Compute no digest: the same tar bytes, no diffID, no descriptor (uncompressed only).
+    /// File data then moves to a file or pipe inside the kernel, without read-ahead.
+    #[arg(long, help_heading = "Output")]
+    pub(crate) no_digest: bool,
 }
 
 #[derive(Debug, Args)]

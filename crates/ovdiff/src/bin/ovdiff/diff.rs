@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use fs_change::{Change, ChangeKind, FileType, FnSink, SinkError};
 use ovdiff::mounts::OverlayConfig;
 use ovdiff::output::Compression;
-use ovdiff::{Base, Diff, DiffReport, Differ, OpaquePolicy, SizeReport, WhiteoutFormat};
+use ovdiff::{
+    Base, Diff, DiffReport, Differ, OpaquePolicy, SizeReport, WhiteoutFormat, WriteStats,
+};
 
 use crate::args::{
     ChangesArgs, CompressArg, DiffArgs, DifferArg, OpaqueArg, Selectors, SizeArgs, WhiteoutsArg,
@@ -171,6 +173,18 @@ fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, Failure> {
 
 pub(crate) fn run_diff(a: DiffArgs) -> Result<ExitCode, Failure> {
     let compression = compression(a.compress, a.level)?;
+    if a.no_digest {
+        if a.descriptor.is_some() {
+            return Err(Failure::Usage(
+                "--descriptor needs a digest: drop --no-digest or --descriptor".into(),
+            ));
+        }
+        if compression != Compression::None {
+            return Err(Failure::Usage(
+                "--no-digest writes an uncompressed tar: drop --no-digest or --compress".into(),
+            ));
+        }
+    }
     let epoch = source_date_epoch(a.source_date_epoch)?;
     let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
     if to_stdout && io::stdout().is_terminal() {
@@ -181,24 +195,24 @@ pub(crate) fn run_diff(a: DiffArgs) -> Result<ExitCode, Failure> {
     let progress = ovdiff::Progress::new();
     let diff = build(&a.sel)?
         .compression(compression)
+        .digests(!a.no_digest)
         .xattrs(a.xattrs.writer())
         .source_date_epoch(epoch)
         .progress(progress.clone());
     let spinner = Spinner::start(progress, "diff");
-    let (report, dest) = if to_stdout {
-        let stdout = io::stdout().lock();
-        let mut out = BufWriter::with_capacity(1 << 20, stdout);
-        let report = diff.write_layer(&mut out)?;
-        out.flush()
-            .map_err(|e| Failure::Run(format!("writing the layer to stdout: {e}")))?;
-        (report, "stdout".to_string())
+    let ((report, stats), dest) = if to_stdout {
+        // Straight to fd 1: no userspace buffer of ours, and in order with kernel copies.
+        (diff.write_layer_fd(io::stdout())?, "stdout".to_string())
     } else {
         let path = a.output.clone().unwrap_or_default();
-        let report = write_file(&path, diff)?;
-        (report, path.display().to_string())
+        let written = write_file(&path, diff)?;
+        (written, path.display().to_string())
     };
     drop(spinner);
-    eprintln!("ovdiff: {}", summary(&report, &dest));
+    eprintln!("ovdiff: {}", summary(&report, &dest, &stats));
+    if a.no_digest {
+        return Ok(ExitCode::SUCCESS);
+    }
     let desc = report
         .descriptor()
         .ok_or_else(|| Failure::Run("no layer descriptor".into()))?;
@@ -213,12 +227,12 @@ pub(crate) fn run_diff(a: DiffArgs) -> Result<ExitCode, Failure> {
 
 /// Writes the layer to a temporary file beside `path` and renames it into place only when the
 /// whole layer is written, so an error never leaves a half-written `path`.
-fn write_file(path: &Path, diff: Diff) -> Result<DiffReport, Failure> {
+fn write_file(path: &Path, diff: Diff) -> Result<(DiffReport, WriteStats), Failure> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".ovdiff-layer-")
         .suffix(".tmp")
         .tempfile_in(dir)
@@ -228,24 +242,19 @@ fn write_file(path: &Path, diff: Diff) -> Result<DiffReport, Failure> {
                 dir.display()
             ))
         })?;
-    let report = {
-        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        let report = diff.write_layer(&mut out)?;
-        out.flush()
-            .map_err(|e| Failure::Run(format!("writing {}: {e}", path.display())))?;
-        report
-    };
+    let written = diff.write_layer_fd(tmp.as_file())?;
     let io_err = |e: io::Error| Failure::Run(format!("writing {}: {e}", path.display()));
     tmp.as_file().sync_data().map_err(io_err)?;
     tmp.as_file()
         .set_permissions(Permissions::from_mode(0o644))
         .map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(report)
+    Ok(written)
 }
 
-/// One line: differ (and why), changes, entries walked, sizes, diffID, time.
-pub(crate) fn summary(r: &DiffReport, dest: &str) -> String {
+/// One line: differ (and why), changes, entries walked, sizes, diffID (or that none was
+/// computed), time.
+pub(crate) fn summary(r: &DiffReport, dest: &str, written: &WriteStats) -> String {
     let mut s = format!("{} differ", r.differ);
     if let Some(f) = &r.fallback {
         s.push_str(&format!(" (fallback: {f})"));
@@ -268,6 +277,11 @@ pub(crate) fn summary(r: &DiffReport, dest: &str) -> String {
             s.push_str(&format!(" -> {} blob", human(d.size)));
         }
         s.push_str(&format!(" to {dest}, diffID {}", d.diff_id));
+    } else {
+        s.push_str(&format!(
+            ", tar {} to {dest}, no digest computed",
+            human(written.tar_bytes)
+        ));
     }
     s.push_str(&format!(", {:.2} s", r.elapsed.as_secs_f64()));
     s
