@@ -112,6 +112,29 @@ pub(crate) struct WriterOptions {
     pub(crate) parallel: bool,
 }
 
+impl WriterOptions {
+    /// A layer tar writer over `out` with these options (opaque markers on: the pipe turns
+    /// them into whiteouts).
+    pub(crate) fn writer<W: Write>(&self, out: W, new_root: &Arc<Root>) -> ChangeWriter<W> {
+        ChangeWriter::new(out, new_root.clone())
+            .xattr_policy(self.xattrs)
+            .mtime_upper_bound(self.mtime_bound)
+            .opaque_markers(true)
+    }
+}
+
+/// `Deliver::begin` called on a target that already began.
+pub(crate) fn started_twice() -> Error {
+    Error::Options("internal: the layer was started twice".into())
+}
+
+/// `Deliver::push` called before `Deliver::begin`.
+pub(crate) fn not_started() -> SinkError {
+    SinkError::new(Error::Options(
+        "internal: a change arrived before the layer was started".into(),
+    ))
+}
+
 enum LayerState<W: Write> {
     /// Boxed, like the writer: both are large and live for the whole diff.
     Ready(Box<LayerOutput<W>>),
@@ -151,10 +174,7 @@ impl<W: Write> Deliver for LayerTarget<W> {
     fn begin(&mut self, new_root: &Arc<Root>) -> Result<(), Error> {
         match std::mem::replace(&mut self.state, LayerState::Gone) {
             LayerState::Ready(output) => {
-                let w = ChangeWriter::new(*output, new_root.clone())
-                    .xattr_policy(self.opts.xattrs)
-                    .mtime_upper_bound(self.opts.mtime_bound)
-                    .opaque_markers(true);
+                let w = self.opts.writer(*output, new_root);
                 let w = if self.opts.parallel {
                     w.read_ahead(change_writer::ReadAhead::default())
                 } else {
@@ -165,9 +185,7 @@ impl<W: Write> Deliver for LayerTarget<W> {
             }
             other => {
                 self.state = other;
-                Err(Error::Options(
-                    "internal: the layer was started twice".into(),
-                ))
+                Err(started_twice())
             }
         }
     }
@@ -175,9 +193,7 @@ impl<W: Write> Deliver for LayerTarget<W> {
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
         match &mut self.state {
             LayerState::Writing(w) => w.write_change(change).map_err(SinkError::new),
-            _ => Err(SinkError::new(Error::Options(
-                "internal: a change arrived before the layer was started".into(),
-            ))),
+            _ => Err(not_started()),
         }
     }
 

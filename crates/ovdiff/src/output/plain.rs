@@ -10,7 +10,7 @@ use change_writer::{ChangeWriter, ReadAhead, WriteStats};
 use fs_change::{Change, Root, SinkError};
 
 use crate::error::Error;
-use crate::pipe::{Deliver, ProgressWriter, WriterOptions};
+use crate::pipe::{self, Deliver, ProgressWriter, WriterOptions};
 
 /// A file descriptor as an unbuffered [`Write`] (`write(2)`), for outputs whose bytes must
 /// reach the fd in order with the kernel's own copies into it.
@@ -116,18 +116,13 @@ impl<W: Write> Deliver for PlainTarget<W> {
     fn begin(&mut self, new_root: &Arc<Root>) -> Result<(), Error> {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Ready(out) => {
-                let w = ChangeWriter::new(out, new_root.clone())
-                    .xattr_policy(self.opts.xattrs)
-                    .mtime_upper_bound(self.opts.mtime_bound)
-                    .opaque_markers(true);
+                let w = self.opts.writer(out, new_root);
                 self.state = State::Writing(Box::new((self.setup)(w, &self.opts)));
                 Ok(())
             }
             other => {
                 self.state = other;
-                Err(Error::Options(
-                    "internal: the layer was started twice".into(),
-                ))
+                Err(pipe::started_twice())
             }
         }
     }
@@ -135,9 +130,7 @@ impl<W: Write> Deliver for PlainTarget<W> {
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
         match &mut self.state {
             State::Writing(w) => w.write_change(change).map_err(SinkError::new),
-            _ => Err(SinkError::new(Error::Options(
-                "internal: a change arrived before the layer was started".into(),
-            ))),
+            _ => Err(pipe::not_started()),
         }
     }
 
