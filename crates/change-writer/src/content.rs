@@ -118,13 +118,7 @@ pub(crate) fn read_chunk(
             Ok(0) => break,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(ContentError::Fs(FsError::io(
-                    "read",
-                    source.display_path(),
-                    io::Error::from(e),
-                )))
-            }
+            Err(e) => return Err(read_failed(source, e)),
         }
     }
     Ok(buf)
@@ -149,13 +143,7 @@ pub(crate) fn read_to_end(
             Ok(n) if n < asked && buf.len() == size => return Ok((buf, true)),
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(ContentError::Fs(FsError::io(
-                    "read",
-                    source.display_path(),
-                    io::Error::from(e),
-                )))
-            }
+            Err(e) => return Err(read_failed(source, e)),
         }
     }
     Ok((buf, false))
@@ -170,13 +158,7 @@ pub(crate) fn expect_eof(file: &mut File, size: u64, source: &Source) -> Result<
             Ok(0) => return Ok(()),
             Ok(_) => return Err(grew(source, size)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(ContentError::Fs(FsError::io(
-                    "read",
-                    source.display_path(),
-                    e,
-                )))
-            }
+            Err(e) => return Err(read_failed(source, e)),
         }
     }
 }
@@ -195,4 +177,9 @@ pub(crate) fn grew(source: &Source, size: u64) -> ContentError {
         path: source.display_path(),
         what: format!("grew past its recorded {size} bytes while being read"),
     }
+}
+
+/// A failed `read` of `source`'s content, naming the file.
+fn read_failed(source: &Source, e: impl Into<io::Error>) -> ContentError {
+    ContentError::Fs(FsError::io("read", source.display_path(), e.into()))
 }

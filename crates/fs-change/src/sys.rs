@@ -458,6 +458,16 @@ mod tests {
     /// A directory holding `file` (user.a = "file", user.big = 3000 bytes), `link` → `file`,
     /// and `dangling` → nowhere; the directory itself has user.d = "dir". `None` when this
     /// filesystem refuses user xattrs.
+    /// The fixture directory, opened.
+    fn open_fixture(tmp: &tempfile::TempDir) -> OwnedFd {
+        rustix::fs::open(
+            tmp.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open dir")
+    }
+
     fn fixture() -> Option<tempfile::TempDir> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let p = tmp.path();
@@ -537,12 +547,7 @@ mod tests {
     #[test]
     fn xattr_reads_by_name_agree_on_both_paths() {
         let Some(tmp) = fixture() else { return };
-        let dir = rustix::fs::open(
-            tmp.path(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open dir");
+        let dir = open_fixture(&tmp);
         let fast = in_mode(true, || check_reads(dir.as_fd()));
         if has_xattrat() {
             assert!(fast > 0, "the fast path was taken");
@@ -563,12 +568,7 @@ mod tests {
         for name in &names {
             rustix::fs::setxattr(tmp.path(), name, b"v", XattrFlags::empty()).expect("setxattr");
         }
-        let dir = rustix::fs::open(
-            tmp.path(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open dir");
+        let dir = open_fixture(&tmp);
         let listed = list_xattr_names_fd(dir.as_fd()).expect("flistxattr");
         for name in &names {
             assert!(listed.contains(name), "{name:?} listed");
@@ -647,12 +647,7 @@ mod tests {
     #[test]
     fn a_size_query_into_an_empty_buffer_does_not_fit() {
         let Some(tmp) = fixture() else { return };
-        let dir = rustix::fs::open(
-            tmp.path(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open dir");
+        let dir = open_fixture(&tmp);
         let names = list_xattr_names_at(dir.as_fd(), b"file", &mut []).expect("listxattr");
         assert_eq!(names, None, "user.a and user.big do not fit in nothing");
         let none = list_xattr_names_at(dir.as_fd(), b"dangling", &mut []).expect("listxattr");
@@ -695,12 +690,7 @@ mod tests {
             println!("SKIP: cannot set trusted.* on a symlink here: {e}");
             return;
         }
-        let dir = rustix::fs::open(
-            tmp.path(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open dir");
+        let dir = open_fixture(&tmp);
         for fast in [true, false] {
             in_mode(fast, || {
                 let got = get_xattr_at(dir.as_fd(), b"link", c"trusted.ovdiff").expect("get");

@@ -195,6 +195,19 @@ impl PlainDir {
         self.fd.as_fd()
     }
 
+    /// `flistxattr` of the directory itself into `buf`: the NUL-separated names. Unlike
+    /// [`PlainDir::fd`] this keeps a fresh directory fresh (an xattr call does not move the
+    /// listing offset), so the first [`TreeDir::list`] still needs no rewind.
+    ///
+    /// # Errors
+    /// As `flistxattr(2)`: `ERANGE` when the names do not fit `buf`, `ENOTSUP` without xattrs.
+    pub fn own_xattr_names<'b>(
+        &self,
+        buf: &'b mut [std::mem::MaybeUninit<u8>],
+    ) -> rustix::io::Result<&'b [u8]> {
+        rustix::fs::flistxattr(self.fd.as_fd(), buf).map(|(names, _)| &*names)
+    }
+
     /// The tree root this directory belongs to.
     pub fn root(&self) -> &Arc<Root> {
         &self.root

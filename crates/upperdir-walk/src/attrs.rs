@@ -23,9 +23,9 @@ impl OwnNames {
     /// The list cannot be read (other than "no xattr support" or "too long").
     pub(crate) fn read(dir: &PlainDir) -> Result<OwnNames, FsError> {
         let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-        match rustix::fs::flistxattr(dir.fd(), &mut buf) {
-            Ok((names, _)) => Ok(OwnNames {
-                list: Some((&*names).into()),
+        match dir.own_xattr_names(&mut buf) {
+            Ok(names) => Ok(OwnNames {
+                list: Some(names.into()),
             }),
             Err(Errno::NOTSUP) => Ok(OwnNames {
                 list: Some(Box::default()),
