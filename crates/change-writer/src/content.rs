@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use fs_change::{sys, FileType, FsError, Meta, Source, Xattrs};
+use fs_change::{ensure_regular, sys, FsError, Source, Xattrs};
 
 use crate::dirs::{is_plain_name, At};
 use crate::error::WriteError;
@@ -40,33 +40,64 @@ impl From<FsError> for ContentError {
     }
 }
 
-/// An open file whose size was checked against the change's stat.
+/// Files smaller than this are opened without an `fstat`: they are read whole in one `read`
+/// that also finds their end, so that read already proves the size, and a type check only runs
+/// when it surprises ([`Opened::explain`]). Larger files are checked up front, where the
+/// syscall is noise next to the data and a kernel copy must not start on a fifo.
+const CHECK_BY_READING_BELOW: u64 = 64 << 10;
+
+/// An open file: regular and of the change's size when `checked`, otherwise about to be proven
+/// so by reading exactly that size.
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub file: File,
     /// The attributes read from the open fd, when asked for.
     pub xattrs: Option<Xattrs>,
+    /// The type and size were confirmed with `fstat` at open.
+    checked: bool,
 }
 
-/// Opens the data source, then `fstat`s it: it must still be a regular file of `expected`
-/// bytes. With `at` (its parent directory, already open), one `openat(O_RDONLY|O_NOFOLLOW|
-/// O_NONBLOCK)` of its name there; without, `openat2` of its whole path beneath its root. With
-/// `xattrs`, also reads the attributes the policy records from the open fd.
+impl Opened {
+    /// The error to report for a failed or surprising read of a file opened unchecked: a file
+    /// swapped for a fifo, device or directory since its stat is named as such (the `fstat`
+    /// skipped at open runs here, on the error path only); otherwise `err` itself.
+    pub(crate) fn explain<E: From<ContentError>>(&self, source: &Source, err: E) -> E {
+        if self.checked {
+            return err;
+        }
+        match ensure_regular(self.file.as_fd(), || source.display_path()) {
+            Ok(_) => err,
+            Err(swapped) => ContentError::from(swapped).into(),
+        }
+    }
+}
+
+/// Opens the data source; files of [`CHECK_BY_READING_BELOW`] bytes or more are `fstat`ed as
+/// well: they must still be regular files of `expected` bytes. With `at` (its parent directory,
+/// already open), one `openat(O_RDONLY|O_NOFOLLOW|O_NONBLOCK)` of its name there; without,
+/// `openat2` of its whole path beneath its root. With `xattrs`, also reads the attributes the
+/// policy records from the open fd.
 pub(crate) fn open(
     source: &Source,
     at: Option<At<'_>>,
     expected: u64,
     xattrs: Option<XattrPolicy>,
 ) -> Result<Opened, ContentError> {
-    let (file, now) = match at.filter(|at| is_plain_name(at.name)) {
-        Some(at) => open_in(at, source)?,
-        None => source.open_file()?,
+    let file = match at.filter(|at| is_plain_name(at.name)) {
+        Some(at) => sys::open_file_at(at.dir, at.name)
+            .map(File::from)
+            .map_err(|e| FsError::io("openat", source.display_path(), e))?,
+        None => source.open_file_unverified()?,
     };
-    if now.size != expected {
-        return Err(ContentError::Changed {
-            path: source.display_path(),
-            what: format!("size is {} bytes, the change says {expected}", now.size),
-        });
+    let checked = expected >= CHECK_BY_READING_BELOW;
+    if checked {
+        let now = ensure_regular(file.as_fd(), || source.display_path())?;
+        if now.size != expected {
+            return Err(ContentError::Changed {
+                path: source.display_path(),
+                what: format!("size is {} bytes, the change says {expected}", now.size),
+            });
+        }
     }
     if expected > (1 << 20) {
         // Only a hint for cold caches; failure changes nothing.
@@ -84,23 +115,11 @@ pub(crate) fn open(
             })?),
             None => None,
         };
-    Ok(Opened { file, xattrs })
-}
-
-/// [`Source::open_file`] of a name in its open parent: no path resolution beyond one
-/// component, which `O_NOFOLLOW` keeps from being a symlink.
-fn open_in(at: At<'_>, source: &Source) -> Result<(File, Meta), FsError> {
-    let fd = sys::open_file_at(at.dir, at.name)
-        .map_err(|e| FsError::io("openat", source.display_path(), e))?;
-    let meta =
-        sys::stat_fd(fd.as_fd()).map_err(|e| FsError::io("fstat", source.display_path(), e))?;
-    if meta.file_type() != FileType::Regular {
-        return Err(FsError::Changed {
-            path: source.display_path(),
-            what: format!("expected a regular file, found {:?}", meta.file_type()),
-        });
-    }
-    Ok((File::from(fd), meta))
+    Ok(Opened {
+        file,
+        xattrs,
+        checked,
+    })
 }
 
 /// Reads up to `want` bytes into the empty `buf`, straight into its spare capacity (no

@@ -473,7 +473,7 @@ fn read_whole(
         Ok(buf) => Msg::Whole(opened.xattrs.take(), Bytes::from(buf)),
         Err(e) => {
             budget.release(size);
-            Msg::Failed(e)
+            Msg::Failed(opened.explain(source, e))
         }
     })
 }

@@ -576,17 +576,29 @@ impl<W: Write> ChangeWriter<W> {
         let mut opened = content::open(source, at, spec.size, want_fd_xattrs)?;
         let xattrs = xattrs.or(opened.xattrs.take()).unwrap_or_default();
         self.out.header(&spec.header(name, &xattrs))?;
-        let mut done = self.copy_in_kernel(name, spec.size, &opened.file, source)?;
-        if done == 0 && spec.size <= ONE_READ_MAX {
-            self.out.make_room(spec.size as usize + 1, name)?;
+        match self.copy_content(name, spec.size, &mut opened.file, source) {
+            Ok(()) => Ok(xattrs),
+            Err(e @ WriteError::Sink { .. }) => Err(e),
+            Err(e) => Err(opened.explain(source, e)),
+        }
+    }
+
+    /// Copies exactly `size` bytes of an open file to the output and proves its end.
+    fn copy_content(
+        &mut self,
+        name: &[u8],
+        size: u64,
+        file: &mut std::fs::File,
+        source: &Source,
+    ) -> Result<(), WriteError> {
+        let mut done = self.copy_in_kernel(name, size, file, source)?;
+        if done == 0 && size <= ONE_READ_MAX {
+            self.out.make_room(size as usize + 1, name)?;
         }
         let mut at_eof = false;
-        while done < spec.size {
-            match self
-                .out
-                .read_from(&opened.file, spec.size - done, spec.size, name, source)?
-            {
-                (0, _) => return Err(content::shrank(source, spec.size, done).into()),
+        while done < size {
+            match self.out.read_from(file, size - done, size, name, source)? {
+                (0, _) => return Err(content::shrank(source, size, done).into()),
                 (n, short) => {
                     done += n as u64;
                     at_eof = short;
@@ -594,9 +606,9 @@ impl<W: Write> ChangeWriter<W> {
             }
         }
         if !at_eof {
-            content::expect_eof(&mut opened.file, spec.size, source)?;
+            content::expect_eof(file, size, source)?;
         }
-        Ok(xattrs)
+        Ok(())
     }
 
     /// Moves as much of the file as the kernel will to the output; returns how much it moved

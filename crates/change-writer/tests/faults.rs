@@ -93,16 +93,44 @@ fn file_that_grows_while_being_read() {
     }
 }
 
+/// The error for an entry swapped for another type since its stat: Changed, naming the file
+/// and the type found (small files are opened without an `fstat`, so this checks that the
+/// type is still looked up once the read surprises).
+fn expect_swapped(err: WriteError, file: &str, found: &str) {
+    if let WriteError::Changed { what, .. } = &err {
+        assert!(what.contains(found), "{what}");
+    }
+    expect_changed(err, file);
+}
+
 #[test]
 fn file_replaced_by_a_fifo_does_not_hang() {
-    for mode in modes() {
-        let t = Fixture::new();
-        t.file("x", b"regular", 0o644);
-        let changes = vec![t.add("x")];
-        std::fs::remove_file(t.path("x")).unwrap();
-        t.fifo("x", 0o644);
-        let err = write_with(&t.root, changes, &mode, |w| w).unwrap_err();
-        expect_changed(err, "x");
+    // Small (read whole, type checked only on surprise) and large (fstat'ed at open).
+    for size in [7, 200 << 10] {
+        for mode in modes() {
+            let t = Fixture::new();
+            t.file("x", &vec![b'r'; size], 0o644);
+            let changes = vec![t.add("x")];
+            std::fs::remove_file(t.path("x")).unwrap();
+            t.fifo("x", 0o644);
+            let err = write_with(&t.root, changes, &mode, |w| w).unwrap_err();
+            expect_swapped(err, "x", "Fifo");
+        }
+    }
+}
+
+#[test]
+fn file_replaced_by_a_directory_is_named() {
+    for size in [7, 200 << 10] {
+        for mode in modes() {
+            let t = Fixture::new();
+            t.file("x", &vec![b'r'; size], 0o644);
+            let changes = vec![t.add("x")];
+            std::fs::remove_file(t.path("x")).unwrap();
+            t.mkdir("x", 0o755);
+            let err = write_with(&t.root, changes, &mode, |w| w).unwrap_err();
+            expect_swapped(err, "x", "Dir");
+        }
     }
 }
 

@@ -33,6 +33,7 @@ mod error;
 mod kind;
 mod meta;
 pub mod order;
+mod regular;
 mod root;
 mod same;
 mod sink;
@@ -45,6 +46,7 @@ pub use error::FsError;
 pub use kind::ChangeKind;
 pub use meta::{FileType, Meta};
 pub use order::compare_paths;
+pub use regular::ensure_regular;
 pub use root::{Root, Source};
 pub use same::{
     same_bytes, same_file, stat_verdict, SameOptions, Side, StatVerdict, Stream, CAPABILITY_XATTR,

@@ -15,8 +15,9 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::error::FsError;
-use crate::meta::{FileType, Meta};
+use crate::meta::Meta;
 use crate::order::split_parent;
+use crate::regular::ensure_regular;
 use crate::sys;
 use crate::sys::Xattrs;
 
@@ -238,19 +239,23 @@ impl Source {
     /// # Errors
     /// [`FsError::Changed`] when it is no longer a regular file; [`FsError::Io`] otherwise.
     pub fn open_file(&self) -> Result<(File, Meta), FsError> {
+        let file = self.open_file_unverified()?;
+        let meta = ensure_regular(file.as_fd(), || self.display_path())?;
+        Ok((file, meta))
+    }
+
+    /// [`Source::open_file`] without the type check, for a reader that reads exactly the
+    /// recorded size and calls [`ensure_regular`] only when the bytes surprise it (see
+    /// [`TreeDir::open_file_unverified`](crate::TreeDir::open_file_unverified)).
+    ///
+    /// # Errors
+    /// The file cannot be opened beneath the root.
+    pub fn open_file_unverified(&self) -> Result<File, FsError> {
         let fd = self.root.open_beneath(
             &self.path,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         )?;
-        let meta =
-            sys::stat_fd(fd.as_fd()).map_err(|e| FsError::io("fstat", self.display_path(), e))?;
-        if meta.file_type() != FileType::Regular {
-            return Err(FsError::Changed {
-                path: self.display_path(),
-                what: format!("expected a regular file, found {:?}", meta.file_type()),
-            });
-        }
-        Ok((File::from(fd), meta))
+        Ok(File::from(fd))
     }
 
     /// The raw target of the symlink at the source.

@@ -1,9 +1,11 @@
 //! continuity's *sameFile*: when an entry present in both trees counts as unchanged.
 
 use std::io::Read;
+use std::os::fd::AsFd;
 
 use crate::error::FsError;
 use crate::meta::{FileType, Meta};
+use crate::regular::ensure_regular;
 use crate::tree::TreeDir;
 
 /// The only xattr the compat rules compare.
@@ -130,14 +132,25 @@ fn same_xattrs<A: TreeDir, B: TreeDir>(
 
 /// Content comparison for the both-nanoseconds-zero case (continuity `compareSymlinkTarget` /
 /// `compareFileContent`). Sizes are already known equal.
+///
+/// Both files are opened without an `fstat`: equal bytes of the recorded size on both sides is
+/// the common answer and needs none. A difference or a failed read is where a fifo, device or
+/// directory swapped in since the stat would show, so only then are both types checked, and
+/// such a swap is an error naming the path, never a silent `Modify`.
 fn same_content<A: TreeDir, B: TreeDir>(a: Side<'_, A>, b: Side<'_, B>) -> Result<bool, FsError> {
     match a.meta.file_type() {
         FileType::Symlink => Ok(a.dir.read_link(a.name)? == b.dir.read_link(b.name)?),
         _ if a.meta.size == 0 => Ok(true),
         FileType::Regular => {
-            let fa = a.dir.open_file(a.name)?;
-            let fb = b.dir.open_file(b.name)?;
-            same_bytes(fa, fb, a.meta.size).map_err(|(stream, e)| match stream {
+            let fa = a.dir.open_file_unverified(a.name)?;
+            let fb = b.dir.open_file_unverified(b.name)?;
+            let verdict = same_bytes(&fa, &fb, a.meta.size);
+            if verdict.as_ref().is_ok_and(|same| *same) {
+                return Ok(true);
+            }
+            ensure_regular(fa.as_fd(), || a.dir.display_path(a.name))?;
+            ensure_regular(fb.as_fd(), || b.dir.display_path(b.name))?;
+            verdict.map_err(|(stream, e)| match stream {
                 Stream::First => FsError::io("read", a.dir.display_path(a.name), e),
                 Stream::Second => FsError::io("read", b.dir.display_path(b.name), e),
             })
