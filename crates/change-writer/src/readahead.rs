@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 use fs_change::{Source, Xattrs};
 
 use crate::content::{self, ContentError};
+use crate::dirs::DirCache;
 use crate::xattrs::XattrPolicy;
 
 /// Chunks a file's channel holds before its reader waits for the writer.
@@ -355,8 +356,11 @@ impl Pool {
             let handle = std::thread::Builder::new()
                 .name(format!("change-writer-read-{i}"))
                 .spawn(move || {
+                    // Each reader keeps its last parent directory open: files of one
+                    // directory arrive together, so most opens are one `openat` of a name.
+                    let mut dirs = DirCache::default();
                     while let Ok(job) = rx.recv() {
-                        read_file(job, &budget, chunk);
+                        read_file(job, &mut dirs, &budget, chunk);
                     }
                 });
             match handle {
@@ -385,7 +389,7 @@ impl Pool {
 }
 
 /// Reads one file and sends its messages; returns early when the writer hangs up.
-fn read_file(job: Job, budget: &Budget, chunk: usize) {
+fn read_file(job: Job, dirs: &mut DirCache, budget: &Budget, chunk: usize) {
     let Job {
         seq,
         source,
@@ -393,7 +397,9 @@ fn read_file(job: Job, budget: &Budget, chunk: usize) {
         xattrs,
         tx,
     } = job;
-    let mut opened = match content::open(&source, None, size, xattrs) {
+    // A parent that cannot be held is left to the rooted open, which names the failure.
+    let at = dirs.locate(&source).ok().flatten();
+    let mut opened = match content::open(&source, at, size, xattrs) {
         Ok(o) => o,
         Err(e) => {
             let _ = tx.send(Msg::Failed(e));

@@ -458,12 +458,14 @@ fn missing_or_symlinked_parents_are_errors() {
         path: b"link/f"[..].into(),
         ..f
     };
-    for change in [through_link, delete("gone/f")] {
-        let err = write_with(&t.root, vec![change], &Mode::Serial, |w| w).unwrap_err();
-        assert!(
-            matches!(err, WriteError::ParentNotDirectory { .. }),
-            "{err}"
-        );
+    for mode in modes() {
+        for change in [through_link.clone(), delete("gone/f")] {
+            let err = write_with(&t.root, vec![change], &mode, |w| w).unwrap_err();
+            assert!(
+                matches!(err, WriteError::ParentNotDirectory { .. }),
+                "{mode:?}: {err}"
+            );
+        }
     }
 }
 
