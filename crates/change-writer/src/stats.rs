@@ -23,6 +23,9 @@ pub struct WriteStats {
     pub unneeded_link_members: u64,
     /// Bytes of file content.
     pub content_bytes: u64,
+    /// Of those, bytes the kernel moved straight to the output
+    /// ([`ChangeWriter::zero_copy`](crate::ChangeWriter::zero_copy)).
+    pub kernel_copied_bytes: u64,
     /// Bytes of tar written, trailer included.
     pub tar_bytes: u64,
 }

@@ -381,12 +381,15 @@ impl<W: Write> ChangeWriter<W> {
                 Some(self.read_xattrs(&source)?)
             };
             let data = data.unwrap_or(source);
+            // A file the kernel will copy is left to the writer's thread: reading it ahead would
+            // pull into buffers the bytes the kernel copy avoids touching.
+            let kernel_copied = self.kernel_copy.is_some() && spec.size >= ZERO_COPY_MIN;
             let fetch = match &mut self.queue.pool {
-                Some(pool) => Fetch::Ahead(
+                Some(pool) if !kernel_copied => Fetch::Ahead(
                     pool.submit(data, spec.size, from_fd.then_some(self.policy))
                         .map_err(|source| WriteError::ReadAhead { source })?,
                 ),
-                None => Fetch::Serial(data),
+                _ => Fetch::Serial(data),
             };
             self.queue.push(Item::File {
                 name,
@@ -633,6 +636,7 @@ impl<W: Write> ChangeWriter<W> {
                 Ok(Step::Copied(n)) => {
                     done += n as u64;
                     self.out.written += n as u64;
+                    self.stats.kernel_copied_bytes += n as u64;
                 }
                 Ok(Step::Unsupported) => {
                     self.kernel_copy = None;
@@ -696,10 +700,11 @@ impl<W: Write> ChangeWriter<W> {
 impl<W: Write + std::os::fd::AsFd> ChangeWriter<W> {
     /// Moves file bytes to the output inside the kernel (`copy_file_range` when the output is a
     /// regular file, `splice` when it is a pipe) instead of through a userspace buffer, for files
-    /// of 64 KiB and more (smaller ones are cheaper batched through the buffer). Serial
-    /// mode only (read-ahead already holds the bytes in buffers); falls back to reading and
-    /// writing, silently and with the same bytes, when the output is neither or the kernel
-    /// refuses the pair (`O_APPEND`, another filesystem, the same file).
+    /// of 64 KiB and more (smaller ones are cheaper batched through the buffer). Those files
+    /// are copied on the writer's thread; with [`ChangeWriter::read_ahead`], smaller files
+    /// are still read ahead. Falls back to reading and writing, silently and with the same
+    /// bytes, when the output is neither or the kernel refuses the pair (`O_APPEND`, another
+    /// filesystem, the same file).
     ///
     /// Only for outputs nobody else inspects on the way: a hashing or compressing writer
     /// wrapping the fd would be bypassed, so it takes a bare file or pipe.

@@ -447,8 +447,8 @@ impl Diff {
     ///
     /// With [`Diff::digests`] off and no compression, files of 64 KiB and more move from the
     /// tree to the fd inside the kernel (`splice` into a pipe, `copy_file_range` into a
-    /// regular file) on the calling thread, with no read-ahead; other fds, or pairs the kernel
-    /// refuses, fall back to reads and writes.
+    /// regular file) on the calling thread, while smaller files are still read ahead when
+    /// parallel; other fds, or pairs the kernel refuses, fall back to reads and writes.
     ///
     /// # Errors
     /// As [`Diff::write_layer`].

@@ -99,15 +99,22 @@ impl<W: Write> PlainTarget<W> {
 }
 
 impl<W: Write + AsFd> PlainTarget<W> {
-    /// To a file or pipe: files of 64 KiB and more move inside the kernel. The writer is
-    /// serial, since read-ahead would pull the bytes into buffers the kernel copy avoids;
-    /// anything else (a terminal, a socket, a refusing filesystem) falls back to reads and
-    /// writes with the same bytes.
+    /// To a file or pipe: files of 64 KiB and more move inside the kernel on the writer's
+    /// thread (read-ahead would pull their bytes into buffers the kernel copy avoids); smaller
+    /// ones are read ahead when parallel. Anything else (a terminal, a socket, a refusing
+    /// filesystem) falls back to reads and writes with the same bytes.
     pub(crate) fn kernel_copy(out: W, opts: WriterOptions) -> Self {
         PlainTarget {
             state: State::Ready(out),
             opts,
-            setup: |w, _| w.serial().zero_copy(true),
+            setup: |w, opts| {
+                let w = if opts.parallel {
+                    w.read_ahead(ReadAhead::default())
+                } else {
+                    w.serial()
+                };
+                w.zero_copy(true)
+            },
         }
     }
 }
