@@ -93,45 +93,44 @@ fn file_that_grows_while_being_read() {
     }
 }
 
-/// The error for an entry swapped for another type since its stat: Changed, naming the file
-/// and the type found (small files are opened without an `fstat`, so this checks that the
-/// type is still looked up once the read surprises).
-fn expect_swapped(err: WriteError, file: &str, found: &str) {
-    if let WriteError::Changed { what, .. } = &err {
-        assert!(what.contains(found), "{what}");
+/// Writes a file added as regular but swapped by `swap` for another type after the diff, small
+/// (read whole, its type looked up only once the read surprises) and large (`fstat`ed at
+/// open), in every mode: a Changed error naming the file and the type `found`, never a hang.
+fn swapped_after_the_diff(swap: fn(&Fixture), found: &str) {
+    for size in [7, 200 << 10] {
+        for mode in modes() {
+            let t = Fixture::new();
+            t.file("x", &vec![b'r'; size], 0o644);
+            let changes = vec![t.add("x")];
+            std::fs::remove_file(t.path("x")).unwrap();
+            swap(&t);
+            let err = write_with(&t.root, changes, &mode, |w| w).unwrap_err();
+            if let WriteError::Changed { what, .. } = &err {
+                assert!(what.contains(found), "{size} bytes, {mode:?}: {what}");
+            }
+            expect_changed(err, "x");
+        }
     }
-    expect_changed(err, file);
 }
 
 #[test]
 fn file_replaced_by_a_fifo_does_not_hang() {
-    // Small (read whole, type checked only on surprise) and large (fstat'ed at open).
-    for size in [7, 200 << 10] {
-        for mode in modes() {
-            let t = Fixture::new();
-            t.file("x", &vec![b'r'; size], 0o644);
-            let changes = vec![t.add("x")];
-            std::fs::remove_file(t.path("x")).unwrap();
+    swapped_after_the_diff(
+        |t| {
             t.fifo("x", 0o644);
-            let err = write_with(&t.root, changes, &mode, |w| w).unwrap_err();
-            expect_swapped(err, "x", "Fifo");
-        }
-    }
+        },
+        "Fifo",
+    );
 }
 
 #[test]
 fn file_replaced_by_a_directory_is_named() {
-    for size in [7, 200 << 10] {
-        for mode in modes() {
-            let t = Fixture::new();
-            t.file("x", &vec![b'r'; size], 0o644);
-            let changes = vec![t.add("x")];
-            std::fs::remove_file(t.path("x")).unwrap();
+    swapped_after_the_diff(
+        |t| {
             t.mkdir("x", 0o755);
-            let err = write_with(&t.root, changes, &mode, |w| w).unwrap_err();
-            expect_swapped(err, "x", "Dir");
-        }
-    }
+        },
+        "Dir",
+    );
 }
 
 #[test]

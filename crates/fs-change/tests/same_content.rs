@@ -96,35 +96,39 @@ fn expect_swap_error(err: FsError, path: &Path, found: &str) {
     }
 }
 
-#[test]
-fn a_file_swapped_for_a_fifo_after_its_stat_is_an_error() {
+/// Compares `f` with stats taken before `swap` replaced the second side's file: an error
+/// naming that path and the type `found`.
+fn swapped_after_the_stat(swap: fn(&Path), found: &str) {
     let p = Pair::new(b"regular", b"regular");
     let (ma, mb) = (Pair::stat(&p.a), Pair::stat(&p.b));
     std::fs::remove_file(p.b_path()).expect("rm");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        p.b_path(),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .expect("mkfifo");
+    swap(&p.b_path());
     let err = p
         .compare((&ma, &mb))
-        .expect_err("a fifo has no bytes to compare");
-    expect_swap_error(err, &p.b_path(), "Fifo");
+        .expect_err("no bytes to compare once swapped");
+    expect_swap_error(err, &p.b_path(), found);
+}
+
+#[test]
+fn a_file_swapped_for_a_fifo_after_its_stat_is_an_error() {
+    swapped_after_the_stat(
+        |path| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o644),
+                0,
+            )
+            .expect("mkfifo");
+        },
+        "Fifo",
+    );
 }
 
 #[test]
 fn a_file_swapped_for_a_directory_after_its_stat_is_an_error() {
-    let p = Pair::new(b"regular", b"regular");
-    let (ma, mb) = (Pair::stat(&p.a), Pair::stat(&p.b));
-    std::fs::remove_file(p.b_path()).expect("rm");
-    std::fs::create_dir(p.b_path()).expect("mkdir");
-    let err = p
-        .compare((&ma, &mb))
-        .expect_err("a directory has no bytes to compare");
-    expect_swap_error(err, &p.b_path(), "Dir");
+    swapped_after_the_stat(|path| std::fs::create_dir(path).expect("mkdir"), "Dir");
 }
 
 #[test]
