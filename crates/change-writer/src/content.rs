@@ -44,7 +44,7 @@ impl From<FsError> for ContentError {
 /// that also finds their end, so that read already proves the size, and a type check only runs
 /// when it surprises ([`Opened::explain`]). Larger files are checked up front, where the
 /// syscall is noise next to the data and a kernel copy must not start on a fifo.
-const CHECK_BY_READING_BELOW: u64 = 64 << 10;
+pub(crate) const CHECK_BY_READING_BELOW: u64 = 64 << 10;
 
 /// An open file: regular and of the change's size when `checked`, otherwise about to be proven
 /// so by reading exactly that size.

@@ -34,6 +34,10 @@ const ONE_READ_MAX: u64 = 64 << 10;
 /// copy saves (measured: 100k files of under 200 bytes took 1.7x longer into a pipe).
 const ZERO_COPY_MIN: u64 = 64 << 10;
 
+// A kernel copy must only start on a file whose type was checked at open: files opened
+// without an `fstat` are all smaller than the zero-copy threshold.
+const _: () = assert!(ZERO_COPY_MIN >= content::CHECK_BY_READING_BELOW);
+
 /// Writes a change stream as an OCI layer tar, byte-identical to containerd's `ChangeWriter`
 /// (Go `archive/tar` encoding) for the same changes.
 ///
