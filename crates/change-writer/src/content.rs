@@ -40,43 +40,20 @@ impl From<FsError> for ContentError {
     }
 }
 
-/// Files smaller than this are opened without an `fstat`: they are read whole in one `read`
-/// that also finds their end, so that read already proves the size, and a type check only runs
-/// when it surprises ([`Opened::explain`]). Larger files are checked up front, where the
-/// syscall is noise next to the data and a kernel copy must not start on a fifo.
-pub(crate) const CHECK_BY_READING_BELOW: u64 = 64 << 10;
-
-/// An open file: regular and of the change's size when `checked`, otherwise about to be proven
-/// so by reading exactly that size.
+/// An open file whose type and size were checked against the change's stat.
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub file: File,
     /// The attributes read from the open fd, when asked for.
     pub xattrs: Option<Xattrs>,
-    /// The type and size were confirmed with `fstat` at open.
-    checked: bool,
 }
 
-impl Opened {
-    /// The error to report for a failed or surprising read of a file opened unchecked: a file
-    /// swapped for a fifo, device or directory since its stat is named as such (the `fstat`
-    /// skipped at open runs here, on the error path only); otherwise `err` itself.
-    pub(crate) fn explain<E: From<ContentError>>(&self, source: &Source, err: E) -> E {
-        if self.checked {
-            return err;
-        }
-        match ensure_regular(self.file.as_fd(), || source.display_path()) {
-            Ok(_) => err,
-            Err(swapped) => ContentError::from(swapped).into(),
-        }
-    }
-}
-
-/// Opens the data source; files of [`CHECK_BY_READING_BELOW`] bytes or more are `fstat`ed as
-/// well: they must still be regular files of `expected` bytes. With `at` (its parent directory,
-/// already open), one `openat(O_RDONLY|O_NOFOLLOW|O_NONBLOCK)` of its name there; without,
-/// `openat2` of its whole path beneath its root. With `xattrs`, also reads the attributes the
-/// policy records from the open fd.
+/// Opens the data source, then `fstat`s it: it must still be a regular file of `expected`
+/// bytes, so a file swapped for a fifo, device or directory since the diff is an error before
+/// a byte of it is read. With `at` (its parent directory, already open), one
+/// `openat(O_RDONLY|O_NOFOLLOW|O_NONBLOCK)` of its name there; without, `openat2` of its whole
+/// path beneath its root. With `xattrs`, also reads the attributes the policy records from the
+/// open fd.
 pub(crate) fn open(
     source: &Source,
     at: Option<At<'_>>,
@@ -89,15 +66,12 @@ pub(crate) fn open(
             .map_err(|e| FsError::io("openat", source.display_path(), e))?,
         None => source.open_file_unverified()?,
     };
-    let checked = expected >= CHECK_BY_READING_BELOW;
-    if checked {
-        let now = ensure_regular(file.as_fd(), || source.display_path())?;
-        if now.size != expected {
-            return Err(ContentError::Changed {
-                path: source.display_path(),
-                what: format!("size is {} bytes, the change says {expected}", now.size),
-            });
-        }
+    let now = ensure_regular(file.as_fd(), || source.display_path())?;
+    if now.size != expected {
+        return Err(ContentError::Changed {
+            path: source.display_path(),
+            what: format!("size is {} bytes, the change says {expected}", now.size),
+        });
     }
     if expected > (1 << 20) {
         // Only a hint for cold caches; failure changes nothing.
@@ -115,11 +89,7 @@ pub(crate) fn open(
             })?),
             None => None,
         };
-    Ok(Opened {
-        file,
-        xattrs,
-        checked,
-    })
+    Ok(Opened { file, xattrs })
 }
 
 /// Reads up to `want` bytes into the empty `buf`, straight into its spare capacity (no

@@ -479,7 +479,7 @@ fn read_whole(
         Ok(buf) => Msg::Whole(opened.xattrs.take(), Bytes::from(buf)),
         Err(e) => {
             budget.release(size);
-            Msg::Failed(opened.explain(source, e))
+            Msg::Failed(e)
         }
     })
 }

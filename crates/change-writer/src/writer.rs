@@ -34,10 +34,6 @@ const ONE_READ_MAX: u64 = 64 << 10;
 /// copy saves (measured: 100k files of under 200 bytes took 1.7x longer into a pipe).
 const ZERO_COPY_MIN: u64 = 64 << 10;
 
-// A kernel copy must only start on a file whose type was checked at open: files opened
-// without an `fstat` are all smaller than the zero-copy threshold.
-const _: () = assert!(ZERO_COPY_MIN >= content::CHECK_BY_READING_BELOW);
-
 /// Writes a change stream as an OCI layer tar, byte-identical to containerd's `ChangeWriter`
 /// (Go `archive/tar` encoding) for the same changes.
 ///
@@ -583,11 +579,8 @@ impl<W: Write> ChangeWriter<W> {
         let mut opened = content::open(source, at, spec.size, want_fd_xattrs)?;
         let xattrs = xattrs.or(opened.xattrs.take()).unwrap_or_default();
         self.out.header(&spec.header(name, &xattrs))?;
-        match self.copy_content(name, spec.size, &mut opened.file, source) {
-            Ok(()) => Ok(xattrs),
-            Err(e @ WriteError::Sink { .. }) => Err(e),
-            Err(e) => Err(opened.explain(source, e)),
-        }
+        self.copy_content(name, spec.size, &mut opened.file, source)?;
+        Ok(xattrs)
     }
 
     /// Copies exactly `size` bytes of an open file to the output and proves its end.

@@ -94,8 +94,8 @@ fn file_that_grows_while_being_read() {
 }
 
 /// Writes a file added as regular but swapped by `swap` for another type after the diff, small
-/// (read whole, its type looked up only once the read surprises) and large (`fstat`ed at
-/// open), in every mode: a Changed error naming the file and the type `found`, never a hang.
+/// (read whole in one read) and large (streamed in chunks), in every mode: the `fstat` at open
+/// makes it a Changed error naming the file and the type `found`, never a hang or a read of it.
 fn swapped_after_the_diff(swap: fn(&Fixture), found: &str) {
     for size in [7, 200 << 10] {
         for mode in modes() {
