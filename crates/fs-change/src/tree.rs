@@ -88,6 +88,16 @@ pub trait TreeDir: Send + Sized + Debug {
     /// Failures other than absence.
     fn own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError>;
 
+    /// [`TreeDir::own_xattr`] for an attribute that is usually absent, such as
+    /// `security.capability` (the same answer; [`PlainDir`] lists its names first, as
+    /// [`TreeDir::rare_xattr`] does for a child).
+    ///
+    /// # Errors
+    /// Failures other than absence.
+    fn rare_own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
+        self.own_xattr(attr)
+    }
+
     /// Every xattr of a child, sorted by name.
     ///
     /// # Errors
@@ -278,6 +288,11 @@ impl TreeDir for PlainDir {
 
     fn own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
         sys::get_xattr_fd(self.fd.as_fd(), attr).map_err(|e| self.err("fgetxattr", b"", e))
+    }
+
+    fn rare_own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
+        // An xattr call leaves the listing offset alone, so a fresh directory stays fresh.
+        sys::get_listed_xattr_fd(self.fd.as_fd(), attr).map_err(|e| self.err("fgetxattr", b"", e))
     }
 
     fn xattrs(&self, name: &[u8]) -> Result<Xattrs, FsError> {

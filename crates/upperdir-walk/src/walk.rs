@@ -269,8 +269,8 @@ fn compare<B: Tree>(
 }
 
 /// *sameFile* for a directory whose upper and base sides are both open (compat mode): the stat
-/// fields, then `security.capability` on the two fds (the upper one only when `flistxattr`
-/// listed it) — no path lookup.
+/// fields, then `security.capability` on the two fds (each read only when `flistxattr` listed
+/// it) — no path lookup.
 fn compare_dirs<B: Tree>(
     child: &MergedDir<'_, B>,
     base_meta: &Meta,
@@ -285,7 +285,7 @@ fn compare_dirs<B: Tree>(
         return Ok(Some(ChangeKind::Modify));
     };
     let up = child.upper_own_xattr(CAPABILITY_XATTR)?.unwrap_or_default();
-    let low = lower.own_xattr(CAPABILITY_XATTR)?.unwrap_or_default();
+    let low = lower.rare_own_xattr(CAPABILITY_XATTR)?.unwrap_or_default();
     Ok((up != low).then_some(ChangeKind::Modify))
 }
 

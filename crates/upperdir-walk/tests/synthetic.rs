@@ -679,3 +679,50 @@ fn truncated_mtimes_compare_bytes_and_a_metacopy_file_compares_its_lower_bytes()
     }
     assert_eq!(f.diff(), ["M /differs"]);
 }
+
+/// Copied-up directories are compared by `security.capability` on both sides (continuity
+/// compares it for directories too): removed, changed or added is a `Modify`, kept is nothing.
+#[test]
+fn directory_capability_decides_a_copied_up_directory() {
+    let f = Fx::new();
+    let cap = |bit: u32| {
+        let mut v = vec![0u8; 20];
+        v[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
+        v[4..8].copy_from_slice(&(1u32 << bit).to_le_bytes());
+        v
+    };
+    for d in ["kept", "removed", "changed", "added", "plain"] {
+        mkdir(f.b(d), 0o755);
+    }
+    for d in ["kept", "removed", "changed"] {
+        if let Err(e) = rustix::fs::setxattr(
+            f.b(d),
+            c"security.capability",
+            &cap(10),
+            rustix::fs::XattrFlags::empty(),
+        ) {
+            println!("SKIP: cannot set security.capability on a directory here: {e}");
+            return;
+        }
+    }
+    for d in ["kept", "removed", "changed", "added", "plain"] {
+        f.copy_up(d);
+        write(f.u(&format!("{d}/new")), b"n", 0o644);
+    }
+    rustix::fs::removexattr(f.u("removed"), c"security.capability").expect("removexattr");
+    setx(f.u("changed"), "security.capability", &cap(12));
+    setx(f.u("added"), "security.capability", &cap(13));
+    assert_eq!(
+        f.diff(),
+        [
+            "M /added",
+            "A /added/new",
+            "M /changed",
+            "A /changed/new",
+            "A /kept/new",
+            "A /plain/new",
+            "M /removed",
+            "A /removed/new"
+        ]
+    );
+}
