@@ -13,6 +13,8 @@
 //! sizes, so reruns skip generation (`OVDIFF_BENCH_GENERATE_ONLY=1` stops there).
 //! `OVDIFF_BENCH_QUICK=1` shrinks everything tenfold. After
 //! criterion's own output, a summary table with medians, per-entry costs and ratios is printed.
+//! `syscall-floor` times the fewest syscalls any upperdir differ needs on the same pair
+//! (`support/floor.rs`), which bounds the overlay/naive ratio this machine allows.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,10 @@ use fs_change::{Change, ChangeCounts, DirTree, Tree, TreeDir};
 use naive_diff::NaiveDiff;
 use treegen::{apply_changes, snapshot_copy, GenSpec, SizeMix, TreeBuilder};
 use upperdir_walk::{Index, OverlayDiff, WalkStats};
+
+#[path = "support/floor.rs"]
+mod floor;
+use floor::BaseLookup;
 
 fn env_usize(name: &str, default: usize) -> usize {
     let quick = std::env::var_os("OVDIFF_BENCH_QUICK").is_some();
@@ -313,6 +319,14 @@ fn main() {
         g.bench_function("overlay-serial", |b| {
             b.iter(|| overlay(&upper_t, &base_t, 1))
         });
+        for (label, lookup) in [
+            ("syscall-floor", BaseLookup::RootPaths),
+            ("syscall-floor-dir-fds", BaseLookup::DirFds),
+        ] {
+            g.bench_function(label, |b| {
+                b.iter(|| floor::syscall_floor(&upper, &base, lookup))
+            });
+        }
         g.bench_function("overlay-parallel", |b| {
             b.iter(|| overlay(&upper_t, &base_t, threads))
         });
@@ -351,6 +365,21 @@ fn main() {
     let stats = overlay(&upper_t, &base_t, 1);
     let o_ser = time_overlay(&upper_t, &base_t, 1, runs);
     let o_par = time_overlay(&upper_t, &base_t, threads, runs);
+    let floor_entries = floor::syscall_floor(&upper, &base, BaseLookup::RootPaths);
+    assert_eq!(
+        floor_entries, stats.upper_entries,
+        "the floor walks the same upperdir"
+    );
+    let floor_time = |lookup| {
+        best(
+            || {
+                std::hint::black_box(floor::syscall_floor(&upper, &base, lookup));
+            },
+            runs,
+        )
+    };
+    let f_ser = floor_time(BaseLookup::RootPaths);
+    let f_fds = floor_time(BaseLookup::DirFds);
     let n_ser = time_naive(&base_t, &merged_t, 1, 5);
     let n_par = time_naive(&base_t, &merged_t, threads, 5);
     let g_small = time_overlay(&small_upper_t, &small_t, 1, runs);
@@ -412,6 +441,22 @@ fn main() {
         "  naive serial     {:>10}  → overlay serial is {:.0}× faster",
         ms(n_ser),
         n_ser.as_secs_f64() / o_ser.as_secs_f64()
+    );
+    println!(
+        "  syscall floor    {:>10}  ({:.2} µs/upper entry; overlay serial is {:.2}× it) → no \
+         serial upperdir differ can beat naive serial by more than {:.0}× here",
+        ms(f_ser),
+        per(f_ser, stats.upper_entries),
+        o_ser.as_secs_f64() / f_ser.as_secs_f64(),
+        n_ser.as_secs_f64() / f_ser.as_secs_f64()
+    );
+    println!(
+        "  floor, base fds  {:>10}  ({:.2} µs/upper entry; overlay serial is {:.2}× it) → with \
+         a base directory fd per upper directory, at most {:.0}× naive serial",
+        ms(f_fds),
+        per(f_fds, stats.upper_entries),
+        o_ser.as_secs_f64() / f_fds.as_secs_f64(),
+        n_ser.as_secs_f64() / f_fds.as_secs_f64()
     );
     println!(
         "  naive parallel   {:>10}  → overlay parallel is {:.0}× faster",
