@@ -102,6 +102,13 @@ pub fn same_file<A: TreeDir, B: TreeDir>(
         StatVerdict::Different => return Ok(false),
         StatVerdict::CompareXattrs | StatVerdict::CompareXattrsThenContent => {}
     }
+    if verdict == StatVerdict::CompareXattrsThenContent
+        && !opts.strict
+        && a.meta.file_type() == FileType::Regular
+        && a.meta.size > 0
+    {
+        return same_regular(a, b, opts);
+    }
     if !same_xattrs(a, b, opts)? {
         return Ok(false);
     }
@@ -109,6 +116,36 @@ pub fn same_file<A: TreeDir, B: TreeDir>(
         return Ok(true);
     }
     same_content(a, b)
+}
+
+/// The capability, then the bytes, of two non-empty regular files whose stat fields match
+/// (compat mode). Both files are opened first and the capability is read through the open files
+/// ([`TreeDir::rare_xattr_of_open`]), which spares each side a path lookup. Should either open
+/// fail, the capability is compared by name as continuity orders it: a difference there decides
+/// without the files, else the open error stands.
+fn same_regular<A: TreeDir, B: TreeDir>(
+    a: Side<'_, A>,
+    b: Side<'_, B>,
+    opts: SameOptions,
+) -> Result<bool, FsError> {
+    let (fa, fb) = match (
+        a.dir.open_file_unverified(a.name),
+        b.dir.open_file_unverified(b.name),
+    ) {
+        (Ok(fa), Ok(fb)) => (fa, fb),
+        (fa, fb) => {
+            if !same_xattrs(a, b, opts)? {
+                return Ok(false);
+            }
+            (fa?, fb?)
+        }
+    };
+    let cap_a = a.dir.rare_xattr_of_open(a.name, &fa, CAPABILITY_XATTR)?;
+    let cap_b = b.dir.rare_xattr_of_open(b.name, &fb, CAPABILITY_XATTR)?;
+    if cap_a.unwrap_or_default() != cap_b.unwrap_or_default() {
+        return Ok(false);
+    }
+    compare_open_files(a, b, fa, fb)
 }
 
 fn same_xattrs<A: TreeDir, B: TreeDir>(
@@ -144,21 +181,34 @@ fn same_content<A: TreeDir, B: TreeDir>(a: Side<'_, A>, b: Side<'_, B>) -> Resul
         FileType::Regular => {
             let fa = a.dir.open_file_unverified(a.name)?;
             let fb = b.dir.open_file_unverified(b.name)?;
-            let verdict = same_bytes(&fa, &fb, a.meta.size);
-            if verdict.as_ref().is_ok_and(|same| *same) {
-                return Ok(true);
-            }
-            ensure_regular(fa.as_fd(), || a.dir.display_path(a.name))?;
-            ensure_regular(fb.as_fd(), || b.dir.display_path(b.name))?;
-            verdict.map_err(|(stream, e)| match stream {
-                Stream::First => FsError::io("read", a.dir.display_path(a.name), e),
-                Stream::Second => FsError::io("read", b.dir.display_path(b.name), e),
-            })
+            compare_open_files(a, b, fa, fb)
         }
         // Devices, fifos and sockets have size 0; anything else with a size has no content we
         // can read, so the stat fields decided.
         _ => Ok(true),
     }
+}
+
+/// The bytes of two files opened without a type check: equal bytes of the recorded size is
+/// the common answer and needs no `fstat`; a difference or a failed read is where a fifo,
+/// device or directory swapped in since the stat would show, so only then are both types
+/// checked, and such a swap is an error naming the path, never a silent `Modify`.
+fn compare_open_files<A: TreeDir, B: TreeDir>(
+    a: Side<'_, A>,
+    b: Side<'_, B>,
+    fa: std::fs::File,
+    fb: std::fs::File,
+) -> Result<bool, FsError> {
+    let verdict = same_bytes(&fa, &fb, a.meta.size);
+    if verdict.as_ref().is_ok_and(|same| *same) {
+        return Ok(true);
+    }
+    ensure_regular(fa.as_fd(), || a.dir.display_path(a.name))?;
+    ensure_regular(fb.as_fd(), || b.dir.display_path(b.name))?;
+    verdict.map_err(|(stream, e)| match stream {
+        Stream::First => FsError::io("read", a.dir.display_path(a.name), e),
+        Stream::Second => FsError::io("read", b.dir.display_path(b.name), e),
+    })
 }
 
 /// Which of the two streams given to [`same_bytes`] failed.

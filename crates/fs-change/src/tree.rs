@@ -116,6 +116,24 @@ pub trait TreeDir: Send + Sized + Debug {
     /// The file cannot be opened, or is no longer a regular file.
     fn open_file(&self, name: &[u8]) -> Result<File, FsError>;
 
+    /// [`TreeDir::rare_xattr`] of a child the caller holds open as `file` (from
+    /// [`TreeDir::open_file_unverified`] of the same `name`): the same answer, which this default
+    /// reads by name. [`PlainDir`] asks the open file, skipping a path lookup; a tree whose
+    /// opened bytes may come from another inode than the child's metadata (a merged view's
+    /// metacopy file) keeps this default.
+    ///
+    /// # Errors
+    /// Failures other than absence.
+    fn rare_xattr_of_open(
+        &self,
+        name: &[u8],
+        file: &File,
+        attr: &CStr,
+    ) -> Result<Option<Vec<u8>>, FsError> {
+        let _ = file;
+        self.rare_xattr(name, attr)
+    }
+
     /// Opens a child regular file like [`TreeDir::open_file`] but may leave out the type check
     /// (the `fstat`), for a reader that reads exactly the recorded size and calls
     /// [`ensure_regular`](crate::ensure_regular) only when the bytes surprise it: an entry
@@ -284,6 +302,15 @@ impl TreeDir for PlainDir {
     fn rare_xattr(&self, name: &[u8], attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {
         sys::get_listed_xattr_at(self.fd.as_fd(), name, attr)
             .map_err(|e| self.err("lgetxattr", name, e))
+    }
+
+    fn rare_xattr_of_open(
+        &self,
+        name: &[u8],
+        file: &File,
+        attr: &CStr,
+    ) -> Result<Option<Vec<u8>>, FsError> {
+        sys::get_listed_xattr_fd(file.as_fd(), attr).map_err(|e| self.err("fgetxattr", name, e))
     }
 
     fn own_xattr(&self, attr: &CStr) -> Result<Option<Vec<u8>>, FsError> {

@@ -10,6 +10,12 @@
 //! unless *sameFile* ([`fs_change::same_file`]), `Unmodified` for an unchanged non-directory
 //! with `nlink > 1`; a directory replaced by a non-directory is one `Modify`.
 //!
+//! Cost: a `statx` per entry on each side, and the capability xattr wherever the stat fields
+//! match. A name both listings type as a directory is compared through the two directory fds
+//! the descent opens anyway (`fstat`, `flistxattr`), and a file whose bytes continuity compares
+//! has its capability read through the files opened for that, so neither pays a path lookup.
+//! `d_type` is only a hint: what no longer opens as a directory is decided by name.
+//!
 //! ```
 //! use fs_change::{Change, DirTree};
 //! use naive_diff::NaiveDiff;

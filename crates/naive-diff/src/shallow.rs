@@ -3,7 +3,8 @@
 
 use fs_change::order::join;
 use fs_change::{
-    same_file, Change, ChangeKind, DirEntryName, Entry, Meta, SameOptions, Side, TreeDir,
+    same_file, stat_verdict, Change, ChangeKind, DirEntryName, Entry, FileType, Meta, SameOptions,
+    Side, StatVerdict, TreeDir, CAPABILITY_XATTR,
 };
 
 use crate::error::NaiveError;
@@ -21,6 +22,16 @@ pub(crate) enum Step {
         name: Box<[u8]>,
         /// Whether the base has a directory at this path (else every child is an `Add`).
         base_is_dir: bool,
+    },
+    /// A name both listings call a directory (by `d_type`): it is compared once both sides are
+    /// open for the descent ([`compare_open_dirs`]) — an `fstat` and an `flistxattr` on each fd
+    /// instead of a `statx` and a `listxattrat` by name — then emitted if changed and descended
+    /// into. Should either side no longer open as a directory, [`compare_pair`] decides by name.
+    Pair {
+        /// The child's relative path.
+        path: Vec<u8>,
+        /// The child's name within the directory.
+        name: Box<[u8]>,
     },
 }
 
@@ -68,44 +79,22 @@ pub(crate) fn compare_level<B: TreeDir, N: TreeDir>(
             }
             std::cmp::Ordering::Greater => {
                 let Some(n) = ni.next() else { break };
-                let meta = stat_present(new, n)?;
-                push_entry(new, n, path, ChangeKind::Add, meta, false, steps);
+                let meta = stat_present(new, &n.name)?;
+                push_entry(new, &n.name, path, ChangeKind::Add, meta, false, steps);
             }
             std::cmp::Ordering::Equal => {
                 let (Some(b), Some(n)) = (bi.next(), ni.next()) else {
                     break;
                 };
                 let base_dir = base.ok_or_else(|| unreachable_base(new, n))?;
-                let bmeta = stat_present(base_dir, b)?;
-                let nmeta = stat_present(new, n)?;
-                let same = same_file(
-                    Side {
-                        dir: base_dir,
-                        name: &b.name,
-                        meta: &bmeta,
-                    },
-                    Side {
-                        dir: new,
-                        name: &n.name,
-                        meta: &nmeta,
-                    },
-                    opts,
-                )?;
-                let kind = if !same {
-                    Some(ChangeKind::Modify)
-                } else if nmeta.is_multiply_linked() {
-                    Some(ChangeKind::Unmodified)
-                } else {
-                    None
-                };
-                match kind {
-                    Some(kind) => push_entry(new, n, path, kind, nmeta, bmeta.is_dir(), steps),
-                    None if nmeta.is_dir() => steps.push(Step::Descend {
+                let both_dirs =
+                    b.file_type == Some(FileType::Dir) && n.file_type == Some(FileType::Dir);
+                match both_dirs && !opts.strict {
+                    true => steps.push(Step::Pair {
                         path: join(path, &n.name),
                         name: n.name.clone(),
-                        base_is_dir: bmeta.is_dir(),
                     }),
-                    None => {}
+                    false => compare_pair(base_dir, new, &n.name, path, opts, steps)?,
                 }
             }
         }
@@ -113,30 +102,105 @@ pub(crate) fn compare_level<B: TreeDir, N: TreeDir>(
     Ok(count)
 }
 
+/// The steps for a name present in both `base` and `new` (in the directory at `path`), decided
+/// by name: both `lstat`s, then continuity *sameFile*.
+pub(crate) fn compare_pair<B: TreeDir, N: TreeDir>(
+    base: &B,
+    new: &N,
+    name: &[u8],
+    path: &[u8],
+    opts: SameOptions,
+    steps: &mut Vec<Step>,
+) -> Result<(), NaiveError> {
+    let bmeta = stat_present(base, name)?;
+    let nmeta = stat_present(new, name)?;
+    let same = same_file(
+        Side {
+            dir: base,
+            name,
+            meta: &bmeta,
+        },
+        Side {
+            dir: new,
+            name,
+            meta: &nmeta,
+        },
+        opts,
+    )?;
+    let kind = if !same {
+        Some(ChangeKind::Modify)
+    } else if nmeta.is_multiply_linked() {
+        Some(ChangeKind::Unmodified)
+    } else {
+        None
+    };
+    match kind {
+        Some(kind) => push_entry(new, name, path, kind, nmeta, bmeta.is_dir(), steps),
+        None if nmeta.is_dir() => steps.push(Step::Descend {
+            path: join(path, name),
+            name: name.into(),
+            base_is_dir: bmeta.is_dir(),
+        }),
+        None => {}
+    }
+    Ok(())
+}
+
+/// continuity *sameFile* (compat mode) for a directory open on both sides: the stat fields of
+/// the two fds, then `security.capability` read through them. Returns the new side's metadata
+/// with the verdict.
+///
+/// # Errors
+/// Stat-ing either directory or reading a capability failed.
+pub(crate) fn compare_open_dirs<B: TreeDir, N: TreeDir>(
+    base: &B,
+    new: &N,
+    opts: SameOptions,
+) -> Result<(bool, Meta), NaiveError> {
+    let bmeta = base.stat_self()?;
+    let nmeta = new.stat_self()?;
+    let same = match stat_verdict(&bmeta, &nmeta, opts) {
+        StatVerdict::SameInode => true,
+        StatVerdict::Different => false,
+        StatVerdict::CompareXattrs | StatVerdict::CompareXattrsThenContent => {
+            let b = base.rare_own_xattr(CAPABILITY_XATTR)?.unwrap_or_default();
+            let n = new.rare_own_xattr(CAPABILITY_XATTR)?.unwrap_or_default();
+            b == n
+        }
+    };
+    Ok((same, nmeta))
+}
+
+/// The `Modify` change of a directory whose comparison found it changed.
+pub(crate) fn modified_dir<N: TreeDir>(parent: &N, name: &[u8], path: &[u8], meta: Meta) -> Change {
+    let entry = Entry::new(meta, parent.source(name));
+    Change::with_entry(ChangeKind::Modify, path.to_vec(), entry)
+}
+
 fn push_entry<N: TreeDir>(
     new: &N,
-    n: &DirEntryName,
+    name: &[u8],
     path: &[u8],
     kind: ChangeKind,
     meta: Meta,
     base_is_dir: bool,
     steps: &mut Vec<Step>,
 ) {
-    let child = join(path, &n.name);
-    let entry = Entry::new(meta, new.source(&n.name));
+    let child = join(path, name);
+    let entry = Entry::new(meta, new.source(name));
     steps.push(Step::Emit(Change::with_entry(kind, child.clone(), entry)));
     if meta.is_dir() {
         steps.push(Step::Descend {
             path: child,
-            name: n.name.clone(),
+            name: name.into(),
             base_is_dir,
         });
     }
 }
 
-fn stat_present<D: TreeDir>(dir: &D, e: &DirEntryName) -> Result<Meta, NaiveError> {
-    dir.stat(&e.name)?.ok_or_else(|| NaiveError::Vanished {
-        path: dir.display_path(&e.name),
+fn stat_present<D: TreeDir>(dir: &D, name: &[u8]) -> Result<Meta, NaiveError> {
+    dir.stat(name)?.ok_or_else(|| NaiveError::Vanished {
+        path: dir.display_path(name),
     })
 }
 

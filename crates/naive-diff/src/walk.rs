@@ -7,7 +7,9 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use fs_change::{Change, ChangeKind, ChangeSink, SameOptions, Tree, TreeDir};
 
 use crate::error::NaiveError;
-use crate::shallow::{compare_level, LevelCount, Step};
+use crate::shallow::{
+    compare_level, compare_open_dirs, compare_pair, modified_dir, LevelCount, Step,
+};
 
 /// Running totals of a diff.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,19 @@ pub(crate) fn serial<B: TreeDir, N: TreeDir, S: ChangeSink + ?Sized>(
     let mut steps = Vec::new();
     let LevelCount { entries } = compare_level(base.as_ref(), &new, path, opts, &mut steps)?;
     stats.entries += entries;
+    serial_steps(base.as_ref(), &new, path, steps, opts, sink, stats)
+}
+
+/// Carries out one level's steps in order: emits, and descends depth-first.
+fn serial_steps<B: TreeDir, N: TreeDir, S: ChangeSink + ?Sized>(
+    base: Option<&B>,
+    new: &N,
+    level_path: &[u8],
+    steps: Vec<Step>,
+    opts: SameOptions,
+    sink: &mut S,
+    stats: &mut DiffStats,
+) -> Result<(), NaiveError> {
     for step in steps {
         match step {
             Step::Emit(change) => stats.emit(sink, change)?,
@@ -68,7 +83,7 @@ pub(crate) fn serial<B: TreeDir, N: TreeDir, S: ChangeSink + ?Sized>(
                 let child_new = new.open_dir(&name)?.ok_or_else(|| NaiveError::Vanished {
                     path: new.display_path(&name),
                 })?;
-                let child_base = match (&base, base_is_dir) {
+                let child_base = match (base, base_is_dir) {
                     (Some(b), true) => {
                         Some(b.open_dir(&name)?.ok_or_else(|| NaiveError::Vanished {
                             path: b.display_path(&name),
@@ -77,6 +92,28 @@ pub(crate) fn serial<B: TreeDir, N: TreeDir, S: ChangeSink + ?Sized>(
                     _ => None,
                 };
                 serial(child_base, child_new, &path, opts, sink, stats)?;
+            }
+            Step::Pair { path, name } => {
+                let Some(b) = base else {
+                    return Err(NaiveError::Vanished {
+                        path: new.display_path(&name),
+                    });
+                };
+                match (b.open_dir(&name)?, new.open_dir(&name)?) {
+                    (Some(child_base), Some(child_new)) => {
+                        let (same, meta) = compare_open_dirs(&child_base, &child_new, opts)?;
+                        if !same {
+                            stats.emit(sink, modified_dir(new, &name, &path, meta))?;
+                        }
+                        serial(Some(child_base), child_new, &path, opts, sink, stats)?;
+                    }
+                    // No longer a directory on both sides since the listing: decide by name.
+                    _ => {
+                        let mut redo = Vec::new();
+                        compare_pair(b, new, &name, level_path, opts, &mut redo)?;
+                        serial_steps(base, new, level_path, redo, opts, sink, stats)?;
+                    }
+                }
             }
         }
     }
@@ -138,7 +175,13 @@ pub(crate) fn parallel<B: Tree, N: Tree, S: ChangeSink + ?Sized>(
     };
     pool.in_place_scope(|scope| {
         let (tx, rx) = bounded(1);
-        spawn_level(scope, &shared, root.to_vec(), base_is_dir, tx);
+        spawn_level(
+            scope,
+            &shared,
+            root.to_vec(),
+            Work::Level { base_is_dir },
+            tx,
+        );
         let result = consume(rx, sink, stats);
         if result.is_err() {
             shared.cancelled.store(true, Ordering::Relaxed);
@@ -147,35 +190,91 @@ pub(crate) fn parallel<B: Tree, N: Tree, S: ChangeSink + ?Sized>(
     })
 }
 
+/// What a pool task computes for a directory.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// The directory's children; `base_is_dir` as in [`Step::Descend`].
+    Level { base_is_dir: bool },
+    /// A [`Step::Pair`]: the directory's own comparison, then its children.
+    Pair,
+}
+
 fn spawn_level<'s, B: Tree, N: Tree>(
     scope: &rayon::Scope<'s>,
     shared: &'s Shared<'s, B, N>,
     path: Vec<u8>,
-    base_is_dir: bool,
+    work: Work,
     tx: Sender<LevelResult>,
 ) {
     scope.spawn(move |scope| {
         if shared.cancelled.load(Ordering::Relaxed) {
             return; // the consumer has stopped; dropping tx is all it needs
         }
-        let result = level(shared, &path, base_is_dir).map(|(steps, count)| {
+        let computed = match work {
+            Work::Level { base_is_dir } => level(shared, &path, base_is_dir),
+            Work::Pair => pair(shared, &path),
+        };
+        let result = computed.map(|(steps, count)| {
             let events = steps
                 .into_iter()
-                .map(|step| match step {
-                    Step::Emit(change) => Event::Emit(change),
-                    Step::Descend {
-                        path, base_is_dir, ..
-                    } => {
-                        let (child_tx, child_rx) = bounded(1);
-                        spawn_level(scope, shared, path, base_is_dir, child_tx);
-                        Event::Descend(child_rx)
-                    }
+                .map(|step| {
+                    let (path, work) = match step {
+                        Step::Emit(change) => return Event::Emit(change),
+                        Step::Descend {
+                            path, base_is_dir, ..
+                        } => (path, Work::Level { base_is_dir }),
+                        Step::Pair { path, .. } => (path, Work::Pair),
+                    };
+                    let (child_tx, child_rx) = bounded(1);
+                    spawn_level(scope, shared, path, work, child_tx);
+                    Event::Descend(child_rx)
                 })
                 .collect();
             (events, count)
         });
         let _ = tx.send(result); // a closed receiver means the consumer already failed
     });
+}
+
+/// A [`Step::Pair`] on a worker: both directories reopened by path and compared, the change if
+/// any, then the children; or, should either side no longer be a directory, the steps
+/// [`compare_pair`] gives for the name in its parent (which the consumer splices in place).
+fn pair<B: Tree, N: Tree>(
+    shared: &Shared<'_, B, N>,
+    path: &[u8],
+) -> Result<(Vec<Step>, LevelCount), NaiveError> {
+    let (parent, name) = match path.iter().rposition(|&c| c == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&path[..0], path),
+    };
+    if let (Some(base), Some(new)) = (shared.base.open_dir(path)?, shared.new.open_dir(path)?) {
+        let (same, meta) = compare_open_dirs(&base, &new, shared.opts)?;
+        let mut steps = Vec::new();
+        if !same {
+            let new_parent = open_present(shared.new, parent)?;
+            steps.push(Step::Emit(modified_dir(&new_parent, name, path, meta)));
+        }
+        let count = compare_level(Some(&base), &new, path, shared.opts, &mut steps)?;
+        return Ok((steps, count));
+    }
+    let base_parent = open_present(shared.base, parent)?;
+    let new_parent = open_present(shared.new, parent)?;
+    let mut steps = Vec::new();
+    compare_pair(
+        &base_parent,
+        &new_parent,
+        name,
+        parent,
+        shared.opts,
+        &mut steps,
+    )?;
+    Ok((steps, LevelCount::default()))
+}
+
+fn open_present<T: Tree>(tree: &T, path: &[u8]) -> Result<T::Dir, NaiveError> {
+    tree.open_dir(path)?.ok_or_else(|| NaiveError::Vanished {
+        path: tree.display_path(path),
+    })
 }
 
 fn level<B: Tree, N: Tree>(

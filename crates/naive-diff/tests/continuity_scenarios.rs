@@ -294,3 +294,62 @@ fn symlinks_are_compared_not_followed() {
     set_mtime(n.join("bin/same"), 1_600_000_000, 0);
     assert_eq!(p.diff(), ["M /bin/abs", "M /bin/same"]);
 }
+
+/// Files whose mtimes are whole seconds on both sides: continuity compares the capability and
+/// then the bytes. Whether the capability is read by name or through the opened files, each
+/// kind of difference must show, and a file that only kept its capability must not.
+#[test]
+fn capability_then_content_decide_whole_second_mtimes() {
+    let cap = |bit: u32| {
+        let mut v = vec![0u8; 20];
+        v[0..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
+        v[4..8].copy_from_slice(&(1u32 << bit).to_le_bytes());
+        v
+    };
+    let p = Pair::new();
+    let b = p.base();
+    let names = [
+        "cap-added",
+        "cap-changed",
+        "cap-kept",
+        "cap-kept-bytes-differ",
+        "cap-removed",
+        "plain",
+        "plain-bytes-differ",
+    ];
+    for name in names {
+        write(b.join(name), b"same size", 0o755);
+    }
+    for name in [
+        "cap-changed",
+        "cap-kept",
+        "cap-kept-bytes-differ",
+        "cap-removed",
+    ] {
+        if let Err(e) = xattr_set(&b.join(name), "security.capability", &cap(12)) {
+            eprintln!("SKIP: setxattr security.capability: {e}");
+            return;
+        }
+    }
+    p.fork();
+    let n = p.new_tree();
+    xattr_set(&n.join("cap-added"), "security.capability", &cap(13)).expect("setxattr");
+    xattr_set(&n.join("cap-changed"), "security.capability", &cap(13)).expect("setxattr");
+    rustix::fs::removexattr(n.join("cap-removed"), c"security.capability").expect("remove");
+    write(n.join("cap-kept-bytes-differ"), b"SAME SIZE", 0o755);
+    write(n.join("plain-bytes-differ"), b"SAME SIZE", 0o755);
+    for name in names {
+        set_mtime(b.join(name), 1_600_000_000, 0);
+        set_mtime(n.join(name), 1_600_000_000, 0);
+    }
+    assert_eq!(
+        p.diff(),
+        [
+            "M /cap-added",
+            "M /cap-changed",
+            "M /cap-kept-bytes-differ",
+            "M /cap-removed",
+            "M /plain-bytes-differ"
+        ]
+    );
+}

@@ -12,7 +12,8 @@ use crate::upperfile::UpperFile;
 
 /// continuity *sameFile* step 3 for an upper entry whose stat fields match the base: equal
 /// `security.capability` bytes (missing = empty). The upper value comes through `upper` (its
-/// listed names), the base one by name (`getxattrat`): opening the base file for a single read
+/// listed names), the base one by name (`listxattrat`, then `getxattrat` only when listed:
+/// [`TreeDir::rare_xattr`]): opening the base file for a single read
 /// would cost more, and more opens make parallel workers contend on the shared fd table.
 ///
 /// # Errors
@@ -22,7 +23,7 @@ pub(crate) fn same_capability<D: TreeDir>(
     base: &D,
     name: &[u8],
 ) -> Result<bool, FsError> {
-    let base_cap = base.xattr(name, CAPABILITY_XATTR)?.unwrap_or_default();
+    let base_cap = base.rare_xattr(name, CAPABILITY_XATTR)?.unwrap_or_default();
     Ok(upper.xattr(CAPABILITY_XATTR)?.unwrap_or_default() == base_cap)
 }
 
