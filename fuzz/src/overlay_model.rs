@@ -957,6 +957,11 @@ impl Model {
                     return;
                 }
                 let meta_only = !matches!(op, Op::CopyUp(_));
+                // The base file's user.x, for a touch that could hide an xattr-only change.
+                let lower_user_x = m.lower_pos.get(&path).and_then(|l| match self.base.get(l) {
+                    Some(BNode::Ino(b)) => Some(self.base_inodes[*b].attrs.user_x),
+                    _ => None,
+                });
                 let ino = self.copy_up(&m, &path, meta_only);
                 let now = self.now;
                 let attrs = match ino {
@@ -976,7 +981,17 @@ impl Model {
                         attrs.uid = u;
                         attrs.gid = g;
                     }
-                    Op::Touch(_, t) => attrs.mtime = t.get(),
+                    Op::Touch(_, t) => {
+                        attrs.mtime = t.get();
+                        // Compat *sameFile* never compares user.x, so a touch back to the base
+                        // file's whole-second mtime would make an xattr-only change invisible
+                        // to both differs (continuity's rule, not a bug). Keep it visible, as
+                        // SetXattr does.
+                        let xattr_only = lower_user_x.is_some_and(|x| x != attrs.user_x);
+                        if ino.is_some() && xattr_only {
+                            attrs.mtime = (now, 0);
+                        }
+                    }
                     Op::SetXattr(_, v) => {
                         // An xattr alone is invisible to compat *sameFile*; the write that
                         // usually comes with it is not.
