@@ -297,10 +297,7 @@ pub fn get_listed_xattr_at(
     if !name.is_empty() {
         let mut buf = [0u8; 1024];
         if let Ok(n) = list_raw(dir, name, &mut buf) {
-            let listed = buf
-                .get(..n)
-                .is_some_and(|names| names.split(|&c| c == 0).any(|a| a == attr.to_bytes()));
-            if !listed {
+            if !buf.get(..n).is_some_and(|names| is_listed(names, attr)) {
                 return Ok(None);
             }
         }
@@ -309,16 +306,33 @@ pub fn get_listed_xattr_at(
 }
 
 /// [`get_xattr_fd`] for an attribute that is usually absent (as [`get_listed_xattr_at`], on an
-/// open fd): one `flistxattr` into a stack buffer, and the attribute is read only when listed.
-/// A list that cannot be read or does not fit falls back to reading the attribute directly.
+/// open fd): read only when [`may_have_xattr_fd`] says it may be set.
 pub fn get_listed_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
-    if let Ok((names, _)) = rustix::fs::flistxattr(fd, &mut buf) {
-        if !names.split(|&c| c == 0).any(|a| a == attr.to_bytes()) {
-            return Ok(None);
-        }
+    match may_have_xattr_fd(fd, attr) {
+        true => get_xattr_fd(fd, attr),
+        false => Ok(None),
     }
-    get_xattr_fd(fd, attr)
+}
+
+/// Whether `attr` may be set on the open file: `false` only when `flistxattr` (into a stack
+/// buffer) lists every name and `attr` is not among them, or the filesystem has no xattrs.
+///
+/// A miss costs the kernel far less through the list than through `fgetxattr`, which for a
+/// `security.*` name asks the security modules and then the filesystem (measured: 0.27 against
+/// 0.57 µs), and almost no file carries a capability.
+pub fn may_have_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> bool {
+    let mut names = [MaybeUninit::<u8>::uninit(); 1024];
+    match rustix::fs::flistxattr(fd, &mut names) {
+        Ok((list, _)) => is_listed(list, attr),
+        Err(Errno::NOTSUP) => false,
+        // The list did not fit, or failed: let the direct read answer (or report the error).
+        Err(_) => true,
+    }
+}
+
+/// Whether `attr` is among the NUL-separated names of a `listxattr` result.
+pub fn is_listed(list: &[u8], attr: &CStr) -> bool {
+    list.split(|&c| c == 0).any(|name| name == attr.to_bytes())
 }
 
 /// `listxattrat` + `getxattrat` of `name` inside `dir` (the procfs forms before Linux 6.13):

@@ -39,7 +39,7 @@ impl OwnNames {
     pub(crate) fn may_have(&self, attr: &CStr) -> bool {
         match &self.list {
             None => true,
-            Some(list) => list.split(|&c| c == 0).any(|n| n == attr.to_bytes()),
+            Some(list) => fs_change::sys::is_listed(list, attr),
         }
     }
 

@@ -67,7 +67,7 @@ impl<'d> UpperFile<'d> {
             self.listed = Some(self.list()?);
         }
         if let Some(Listed::Names(names)) = &self.listed {
-            if !names.split(|&c| c == 0).any(|n| n == attr.to_bytes()) {
+            if !fs_change::sys::is_listed(names, attr) {
                 return Ok(None);
             }
         }
