@@ -171,10 +171,16 @@ pub(crate) fn compare_open_dirs<B: TreeDir, N: TreeDir>(
     Ok((same, nmeta))
 }
 
-/// The `Modify` change of a directory whose comparison found it changed.
-pub(crate) fn modified_dir<N: TreeDir>(parent: &N, name: &[u8], path: &[u8], meta: Meta) -> Change {
-    let entry = Entry::new(meta, parent.source(name));
-    Change::with_entry(ChangeKind::Modify, path.to_vec(), entry)
+/// The change of kind `kind` for the child `name` of `parent` (at relative path `path`), carrying
+/// its metadata and where its content is read from.
+pub(crate) fn entry_change<N: TreeDir>(
+    parent: &N,
+    name: &[u8],
+    path: Vec<u8>,
+    kind: ChangeKind,
+    meta: Meta,
+) -> Change {
+    Change::with_entry(kind, path, Entry::new(meta, parent.source(name)))
 }
 
 fn push_entry<N: TreeDir>(
@@ -187,8 +193,13 @@ fn push_entry<N: TreeDir>(
     steps: &mut Vec<Step>,
 ) {
     let child = join(path, name);
-    let entry = Entry::new(meta, new.source(name));
-    steps.push(Step::Emit(Change::with_entry(kind, child.clone(), entry)));
+    steps.push(Step::Emit(entry_change(
+        new,
+        name,
+        child.clone(),
+        kind,
+        meta,
+    )));
     if meta.is_dir() {
         steps.push(Step::Descend {
             path: child,

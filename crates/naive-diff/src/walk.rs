@@ -8,7 +8,7 @@ use fs_change::{Change, ChangeKind, ChangeSink, SameOptions, Tree, TreeDir};
 
 use crate::error::NaiveError;
 use crate::shallow::{
-    compare_level, compare_open_dirs, compare_pair, modified_dir, LevelCount, Step,
+    compare_level, compare_open_dirs, compare_pair, entry_change, LevelCount, Step,
 };
 
 /// Running totals of a diff.
@@ -103,7 +103,9 @@ fn serial_steps<B: TreeDir, N: TreeDir, S: ChangeSink + ?Sized>(
                     (Some(child_base), Some(child_new)) => {
                         let (same, meta) = compare_open_dirs(&child_base, &child_new, opts)?;
                         if !same {
-                            stats.emit(sink, modified_dir(new, &name, &path, meta))?;
+                            let change =
+                                entry_change(new, &name, path.clone(), ChangeKind::Modify, meta);
+                            stats.emit(sink, change)?;
                         }
                         serial(Some(child_base), child_new, &path, opts, sink, stats)?;
                     }
@@ -243,16 +245,14 @@ fn pair<B: Tree, N: Tree>(
     shared: &Shared<'_, B, N>,
     path: &[u8],
 ) -> Result<(Vec<Step>, LevelCount), NaiveError> {
-    let (parent, name) = match path.iter().rposition(|&c| c == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&path[..0], path),
-    };
+    let (parent, name) = fs_change::order::split_parent(path);
     if let (Some(base), Some(new)) = (shared.base.open_dir(path)?, shared.new.open_dir(path)?) {
         let (same, meta) = compare_open_dirs(&base, &new, shared.opts)?;
         let mut steps = Vec::new();
         if !same {
             let new_parent = open_present(shared.new, parent)?;
-            steps.push(Step::Emit(modified_dir(&new_parent, name, path, meta)));
+            let change = entry_change(&new_parent, name, path.to_vec(), ChangeKind::Modify, meta);
+            steps.push(Step::Emit(change));
         }
         let count = compare_level(Some(&base), &new, path, shared.opts, &mut steps)?;
         return Ok((steps, count));
