@@ -10,11 +10,12 @@
 //! link target or content is read and nothing is emitted, so this is strictly less work than
 //! the overlay differ does.
 
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Mode, OFlags, RawDir, StatxFlags};
+use fs_change::order::join;
+use fs_change::sys::{list_fresh_dir, may_have_xattr_fd, open_dir_at, stat_at, stat_fd};
+use fs_change::FileType;
 
 /// How the floor looks an upper entry up in the base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,22 +29,14 @@ pub enum BaseLookup {
 
 /// Walks `upper`, looking each entry up in `base`; returns the upper entries visited.
 pub fn syscall_floor(upper: &Path, base: &Path, lookup: BaseLookup) -> u64 {
-    let open = |p: &Path| {
-        rustix::fs::open(
-            p,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open floor root")
-    };
+    let open = |p: &Path| OwnedFd::from(std::fs::File::open(p).expect("open floor root"));
     let (upper, base) = (open(upper), open(base));
-    let mut rel = Vec::new();
-    let mut entries = 0;
     let walk = Walk {
         root: base.as_fd(),
         lookup,
     };
-    walk.dir(upper.as_fd(), Some(base.as_fd()), &mut rel, &mut entries);
+    let mut entries = 0;
+    walk.dir(upper.as_fd(), Some(base.as_fd()), b"", &mut entries);
     entries
 }
 
@@ -57,70 +50,45 @@ impl Walk<'_> {
         &self,
         dir: BorrowedFd<'_>,
         base: Option<BorrowedFd<'_>>,
-        rel: &mut Vec<u8>,
+        rel: &[u8],
         entries: &mut u64,
     ) {
-        let mut names_buf = [MaybeUninit::<u8>::uninit(); 1024];
-        let _ = rustix::fs::flistxattr(dir, &mut names_buf);
-        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
-        let mut children: Vec<(Vec<u8>, bool)> = Vec::new();
-        let mut raw = RawDir::new(dir, &mut buf);
-        while let Some(entry) = raw.next() {
-            let entry = entry.expect("getdents64");
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                let is_dir = entry.file_type() == rustix::fs::FileType::Directory;
-                children.push((name.to_vec(), is_dir));
-            }
-        }
-        children.sort_unstable();
-        for (name, is_dir) in children {
+        let _ = may_have_xattr_fd(dir, c"trusted.overlay.opaque");
+        for child in list_fresh_dir(dir).expect("getdents64") {
             *entries += 1;
-            let keep = rel.len();
-            if keep > 0 {
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(&name);
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let (name, is_dir) = (&child.name[..], child.file_type == Some(FileType::Dir));
+            let path = join(rel, name);
             let mut base_child: Option<OwnedFd> = None;
             match (self.lookup, base) {
                 (BaseLookup::RootPaths, _) => {
-                    let _ = stat(self.root, rel);
+                    let _ = stat_at(self.root, &path);
                 }
                 (BaseLookup::DirFds, Some(b)) if is_dir => {
-                    base_child = rustix::fs::openat(b, &name[..], flags, Mode::empty()).ok();
-                    match &base_child {
-                        Some(fd) => stat(fd.as_fd(), b"").map(drop),
-                        None => stat(b, &name).map(drop),
-                    }
-                    .unwrap_or_default();
+                    base_child = open_dir_at(b, name).ok().flatten();
+                    let _ = match &base_child {
+                        Some(fd) => stat_fd(fd.as_fd()).map(Some),
+                        None => stat_at(b, name),
+                    };
                 }
                 (BaseLookup::DirFds, Some(b)) => {
-                    let _ = stat(b, &name);
+                    let _ = stat_at(b, name);
                 }
                 (BaseLookup::DirFds, None) => {}
             }
             if is_dir {
-                let child: OwnedFd = rustix::fs::openat(dir, &name[..], flags, Mode::empty())
+                let upper = open_dir_at(dir, name)
+                    .ok()
+                    .flatten()
                     .expect("open upper dir");
-                let _ = stat(child.as_fd(), b"");
+                let _ = stat_fd(upper.as_fd());
                 let below = match self.lookup {
                     BaseLookup::RootPaths => Some(self.root),
                     BaseLookup::DirFds => base_child.as_ref().map(|fd| fd.as_fd()),
                 };
-                self.dir(child.as_fd(), below, rel, entries);
+                self.dir(upper.as_fd(), below, &path, entries);
             } else {
-                let _ = stat(dir, &name);
+                let _ = stat_at(dir, name);
             }
-            rel.truncate(keep);
         }
     }
-}
-
-fn stat(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<rustix::fs::Statx> {
-    let flags = match name.is_empty() {
-        true => AtFlags::SYMLINK_NOFOLLOW | AtFlags::EMPTY_PATH,
-        false => AtFlags::SYMLINK_NOFOLLOW,
-    };
-    rustix::fs::statx(dir, name, flags, StatxFlags::BASIC_STATS)
 }
