@@ -104,7 +104,7 @@ ctrd=$work/bin/containerd-writediff
 if [ "$report_only" = 0 ]; then
     if [ "$build" = 1 ]; then
         log "building ovdiff and the scenario generator (release)"
-        (cd "$repo" && cargo build --release --quiet -p ovdiff --bin ovdiff &&
+        (cd "$repo" && cargo build --release --quiet -p ovdiff-cli --bin ovdiff &&
             cargo build --release --quiet --example compare-scenario)
     fi
     [ -x "$target/release/ovdiff" ] && [ -x "$gen" ] ||

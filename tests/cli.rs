@@ -2,7 +2,7 @@
 //! `mount_options`, `overlay2`, `trees`) against the same change, the differ choice and its
 //! fallbacks (option hazards, a reason found mid-walk, the spool), and the naive fallback's
 //! layer against the kernel's merged view. The `ovdiff` binary is tested end to end in
-//! `crates/ovdiff/tests/cli.rs`, where Cargo provides its path.
+//! `crates/ovdiff-cli/tests/cli.rs`, where Cargo provides its path.
 //!
 //! Tests that need root (whiteout devices, `trusted.*` xattrs) or a kernel overlay mount print
 //! `SKIP: <reason>` and return.

@@ -30,7 +30,7 @@
 //! assert_eq!(report.changes.modified, 1);
 //! let desc = report.descriptor().expect("a layer was written");
 //! assert_eq!(desc.size, blob.len() as u64);
-//! println!("{} diffID {}", serde_json::to_string(desc)?, desc.diff_id);
+//! println!("{} {} bytes, diffID {}", desc.digest, desc.size, desc.diff_id);
 //! # Ok(()) }
 //! ```
 //!

@@ -3,11 +3,10 @@
 //! (streaming overlay, spooled auto, naive) and the thread settings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::{Read, Seek, SeekFrom};
+use treegen::layers;
 
-use common::Layers;
+use layers::Layers;
 use ovdiff::output::{Compression, Digest};
 use ovdiff::{Base, Diff, Differ, Error};
 

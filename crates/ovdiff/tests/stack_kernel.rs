@@ -6,11 +6,10 @@
 //!
 //! Needs root and kernel overlayfs; prints `SKIP: reason` and passes otherwise.
 
-mod common;
-
 use std::path::PathBuf;
+use treegen::layers;
 
-use common::{
+use layers::{
     diff, kernel_overlay_unavailable, snapshot_mount, snapshot_mount_unlistable, snapshot_tree,
     Layer, Layers, Node, OverlayMount,
 };
@@ -364,7 +363,7 @@ fn data_only_layer_matches_the_kernel() {
 
 /// Mounts `layers` read-only with `options` and compares the kernel's view with the stack
 /// built from the same options; returns the (common) view.
-fn assert_matches_kernel(layers: &Layers, options: &str) -> common::Snapshot {
+fn assert_matches_kernel(layers: &Layers, options: &str) -> layers::Snapshot {
     let data = format!("{},{options}", lowerdir(layers));
     let target = layers.extra("merged");
     let kernel = {

@@ -1,12 +1,11 @@
 //! The userspace layer merge, one named overlay rule per test.
 
-mod common;
-
-use common::{names, read, Layer, Layers};
 use fs_change::{FileType, Tree, TreeDir};
+use layers::{names, read, Layer, Layers};
 use ovdiff::mounts::{KernelDefaults, OverlayConfig};
 use ovdiff::stack::{LayerStack, WhiteoutFormat};
 use ovdiff::XattrNamespace;
+use treegen::layers;
 
 fn stack(layers: &Layers) -> LayerStack {
     LayerStack::open(&layers.paths()).expect("open stack")

@@ -40,6 +40,7 @@ mod builder;
 mod copy;
 mod error;
 mod gen;
+pub mod layers;
 mod mutate;
 mod overlay;
 pub mod rawtar;

@@ -39,18 +39,22 @@ pub use upper::{resolve_upperdir, UpperResolution};
 
 /// A mount as containerd's snapshotters return it (`mount.Mount`): a type, a source and an
 /// option list, one option per element.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Mount {
     /// `overlay`, `bind`, …
-    #[serde(rename = "type")]
+    #[cfg_attr(feature = "serde", serde(rename = "type"))]
     pub kind: String,
     /// The mount source (the directory for a bind mount; usually `overlay` for an overlay).
     pub source: PathBuf,
     /// Where it would be mounted, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub target: Option<PathBuf>,
     /// Options, one per element, as containerd keeps them (not joined with `,`).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub options: Vec<String>,
 }
 
@@ -109,6 +113,7 @@ impl OverlayConfig {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "serde")]
     #[test]
     fn mount_json_matches_containerd_field_names() {
         let m = Mount::new("bind", "/snap/1/fs", ["rbind", "ro"]);

@@ -80,6 +80,7 @@ impl FromStr for Digest {
     }
 }
 
+#[cfg(feature = "serde")]
 impl serde::Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -89,11 +90,15 @@ impl serde::Serialize for Digest {
 /// A finished layer blob: the OCI descriptor fields, plus the diffID a config's
 /// `rootfs.diff_ids` needs.
 ///
-/// Serialises (serde) to exactly an OCI content descriptor,
+/// With the `serde` feature, serialises to exactly an OCI content descriptor,
 /// `{"mediaType":…,"digest":"sha256:…","size":…}`; the diffID and the uncompressed size are
 /// not descriptor fields and are left out.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct Descriptor {
     /// `application/vnd.oci.image.layer.v1.tar`, `…+gzip` or `…+zstd`.
     pub media_type: &'static str,
@@ -102,10 +107,10 @@ pub struct Descriptor {
     /// Size of the blob as written, in bytes.
     pub size: u64,
     /// SHA-256 of the uncompressed tar: the layer's diffID.
-    #[serde(skip)]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub diff_id: Digest,
     /// Size of the uncompressed tar, in bytes.
-    #[serde(skip)]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub uncompressed_size: u64,
 }
 
@@ -127,6 +132,7 @@ mod tests {
         assert!(s.to_uppercase().parse::<Digest>().is_err());
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn descriptor_serialises_to_oci_descriptor_json() {
         let desc = Descriptor {

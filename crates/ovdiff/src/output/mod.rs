@@ -86,7 +86,12 @@ impl Compression {
         }
     }
 
-    fn validate(&self) -> Result<(), OutputError> {
+    /// Checks the level against the codec's range (gzip 0–9, libzstd's own range), so a
+    /// caller can refuse a bad level before any work starts.
+    ///
+    /// # Errors
+    /// [`OutputError::GzipLevel`] or [`OutputError::ZstdLevel`].
+    pub fn validate(&self) -> Result<(), OutputError> {
         match *self {
             Compression::None => Ok(()),
             Compression::Gzip { level } if level <= 9 => Ok(()),

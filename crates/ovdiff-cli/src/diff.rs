@@ -145,17 +145,11 @@ fn compression(c: CompressArg, level: Option<i32>) -> Result<Compression, Failur
             "--level {l}: gzip levels are 0 to 9"
         ))),
         (CompressArg::Zstd, None) => Ok(Compression::zstd()),
-        (CompressArg::Zstd, Some(l)) => {
-            let range = zstd::compression_level_range();
-            if range.contains(&l) {
-                Ok(Compression::Zstd { level: l })
-            } else {
-                Err(Failure::Usage(format!(
-                    "--level {l}: zstd levels are {} to {}",
-                    range.start(),
-                    range.end()
-                )))
-            }
+        (CompressArg::Zstd, Some(level)) => {
+            let c = Compression::Zstd { level };
+            c.validate()
+                .map_err(|e| Failure::Usage(format!("--level {level}: {e}")))?;
+            Ok(c)
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Running the `ovdiff` binary: stdin closed, `SOURCE_DATE_EPOCH` cleared, both streams
 //! captured, and assertions on the exit that print what it said.
 
+#![allow(dead_code)]
+
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -10,8 +10,9 @@ mod common;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use treegen::layers;
 
-use common::cli::{assert_exit, assert_ok, ovdiff, p, stderr, stdout};
+use common::{assert_exit, assert_ok, ovdiff, p, stderr, stdout};
 use fs_change::Tree;
 use ovdiff::aufs::{AufsError, AufsStore};
 use ovdiff::stack::{LayerStack, WhiteoutFormat};
@@ -197,12 +198,12 @@ fn build(s: &Aufs, name: &str, f: fn(&Path)) -> PathBuf {
 
 /// Mode, owner, size, content and link target of every path, mtimes and inode numbers left
 /// out: what a userspace merge must agree on with a tree built by hand.
-fn normalized(snapshot: common::Snapshot) -> common::Snapshot {
+fn normalized(snapshot: layers::Snapshot) -> layers::Snapshot {
     snapshot
         .into_iter()
         .map(|(k, v)| {
             let v = match v {
-                common::Node::Entry {
+                layers::Node::Entry {
                     kind,
                     mode,
                     uid,
@@ -213,7 +214,7 @@ fn normalized(snapshot: common::Snapshot) -> common::Snapshot {
                     link,
                     xattrs,
                     ..
-                } => common::Node::Entry {
+                } => layers::Node::Entry {
                     kind,
                     mode,
                     uid,
@@ -232,12 +233,12 @@ fn normalized(snapshot: common::Snapshot) -> common::Snapshot {
         .collect()
 }
 
-fn merged_stack(branches: &[PathBuf]) -> common::Snapshot {
+fn merged_stack(branches: &[PathBuf]) -> layers::Snapshot {
     let stack = LayerStack::open(branches)
         .expect("stack")
         .format(WhiteoutFormat::Aufs);
     let root = stack.open_dir(b"").expect("open root").expect("root");
-    normalized(common::snapshot_tree(&root))
+    normalized(layers::snapshot_tree(&root))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,8 +257,8 @@ fn aufs_chain_merge_matches_hand_built_trees() {
     let want_top = build(&s, "want-top", expected_top);
     for (name, layer, want) in [("mid", &mid, &want_mid), ("top", &top, &want_top)] {
         let got = merged_stack(&layer.branches());
-        let want = normalized(common::snapshot_mount(want));
-        let d = common::diff(&want, &got);
+        let want = normalized(layers::snapshot_mount(want));
+        let d = layers::diff(&want, &got);
         assert!(
             d.is_empty(),
             "merged {name} differs from the hand-built tree:\n{d}"
@@ -920,16 +921,16 @@ fn apply_into_aufs_layer_writes_wh_files_and_merges_to_the_expected_tree() {
     applied_content(&want);
     let store = AufsStore::open(s.root()).expect("store");
     let got = merged_stack(&store.layer("fresh").expect("layer").branches());
-    let expected = normalized(common::snapshot_mount(&want));
+    let expected = normalized(layers::snapshot_mount(&want));
     // Directory modes come from the applied tar; compare the rest of every entry.
-    let strip = |s: common::Snapshot| -> common::Snapshot {
+    let strip = |s: layers::Snapshot| -> layers::Snapshot {
         s.into_iter()
             .map(|(k, v)| match v {
-                common::Node::Entry { kind: "dir", .. } => (k, common::Node::Error),
+                layers::Node::Entry { kind: "dir", .. } => (k, layers::Node::Error),
                 v => (k, v),
             })
             .collect()
     };
-    let diff = common::diff(&strip(expected), &strip(got));
+    let diff = layers::diff(&strip(expected), &strip(got));
     assert!(diff.is_empty(), "merged AUFS layer differs:\n{diff}");
 }

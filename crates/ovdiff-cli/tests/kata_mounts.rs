@@ -2,13 +2,12 @@
 //! changes and the same layer bytes as the equivalent `lowerdir=` list, and a layer that is
 //! not a readable directory is refused with its name.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use treegen::layers;
 
-use common::Layers;
 use fs_change::Change;
+use layers::Layers;
 use ovdiff::mounts::{
     KataError, KataLayer, KataMount, KernelDefaults, LayerProblem, LAYER_SRC_PREFIX_OPTION,
     OVERLAY_RW_OPTION,
@@ -33,7 +32,7 @@ fn scenario() -> Scenario {
         .file("usr/bin/tool", b"v2");
     let upper = l.extra("upper");
     let work = l.extra("work");
-    common::Layer::at(&upper)
+    layers::Layer::at(&upper)
         .dir("etc")
         .whiteout("etc/shadow")
         .file("etc/passwd", b"root\nuser")

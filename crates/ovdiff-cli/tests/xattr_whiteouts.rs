@@ -1,13 +1,12 @@
 //! gVisor-style xattr whiteouts (`overlay.whiteout.NAME` = `y` on the parent directory) in the
 //! userspace layer-stack merge, through the `Diff` facade, in the tar, and from the CLI.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use treegen::layers;
 
-use common::{names, read, Layers};
 use fs_change::{Change, Tree, TreeDir};
+use layers::{names, read, Layers};
 use ovdiff::stack::{LayerStack, WhiteoutFormat as StackFormat};
 use ovdiff::{Base, Diff, Differ, WhiteoutFormat, XattrNamespace, XattrPolicy};
 
@@ -149,7 +148,7 @@ fn scenario() -> Scenario {
     cp(&l.path(0).join("etc/passwd"), &base.join("etc/passwd"));
     // The upperdir: delete shadow, replace opt/app, add a file.
     let upper = l.extra("upper");
-    let u = common::Layer::at(&upper);
+    let u = layers::Layer::at(&upper);
     u.dir("etc").file("etc/new", b"new");
     u.xattr("etc", "trusted.overlay.whiteout.shadow", b"y");
     u.file("opt/app/bin", b"v2");
@@ -212,8 +211,8 @@ fn whiteout_xattrs_never_reach_the_tar() {
     let s = scenario();
     // Also a foreign-namespace attribute of the same shape, which is ordinary content for a
     // trusted mount, but private overlay content for any reader: never written either.
-    common::Layer::at(&s.upper).xattr("etc", "user.overlay.whiteout.x", b"y");
-    common::Layer::at(&s.upper).xattr("etc", "user.visible", b"kept");
+    layers::Layer::at(&s.upper).xattr("etc", "user.overlay.whiteout.x", b"y");
+    layers::Layer::at(&s.upper).xattr("etc", "user.visible", b"kept");
     let mut blob = Vec::new();
     Diff::upper(&s.upper, Base::Lowers(s.l.paths()))
         .whiteouts(WhiteoutFormat::Xattr)

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::cli::{assert_ok, ovdiff, p, stderr, BIN};
+use common::{assert_ok, ovdiff, p, stderr, BIN};
 use treegen::{
     apply_mutations, diff_snapshots, snapshot_copy, GenSpec, MountOptions, MutationSpec,
     OverlayMount, SnapshotOptions, TreeBuilder, TreeSnapshot,
@@ -575,8 +575,7 @@ fn oci_image_with_our_layer_unpacks_with_umoci_to_the_merged_view() {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
+    ovdiff::output::Digest::sha256(data).hex()
 }
 
 // ---------------------------------------------------------------------------------------------

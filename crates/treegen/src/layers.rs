@@ -1,10 +1,8 @@
-//! Test fixtures: layer directories built entry by entry (whiteouts, opaque dirs, redirects,
-//! metacopy files, xattrs), snapshots of a merged tree through the kernel or through
-//! [`ovdiff::stack::LayerStack`], and a read-only kernel overlay mount.
-
-#![allow(dead_code)]
-
-pub mod cli;
+//! Layer fixtures: layer directories built entry by entry (whiteouts, opaque dirs, redirects,
+//! metacopy files, xattrs), snapshots of a merged tree through the kernel or through any
+//! [`fs_change::TreeDir`] (a userspace layer stack), and a read-only kernel overlay mount.
+//! The test kit's one fixture for layered inputs, shared by every crate's tests.
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -17,6 +15,7 @@ use fs_change::{FileType, TreeDir};
 use rustix::fs::{AtFlags, FileType as RFileType, Mode, Timespec, Timestamps, CWD};
 
 /// A set of layer directories `L0` (topmost) … `Ln-1` in one temporary directory.
+#[derive(Debug)]
 pub struct Layers {
     pub dir: tempfile::TempDir,
     pub count: usize,
@@ -61,6 +60,7 @@ impl Layers {
 }
 
 /// One layer directory, written entry by entry. Parents are created as plain directories.
+#[derive(Debug)]
 pub struct Layer {
     pub root: PathBuf,
     pub prefix: &'static str,
@@ -426,6 +426,7 @@ pub fn diff(expected: &Snapshot, actual: &Snapshot) -> String {
 }
 
 /// A read-only kernel overlay mount, unmounted on drop.
+#[derive(Debug)]
 pub struct OverlayMount {
     pub target: PathBuf,
 }
