@@ -117,8 +117,8 @@ pub(crate) fn run(a: ApplyArgs) -> Result<ExitCode, Failure> {
     let stats = applier
         .apply(reader)
         .map_err(|e| Failure::Run(format!("applying {name} to {}: {e}", dir.display())))?;
-    eprintln!(
-        "ovdiff: applied {} entries from {name} to {} ({} files, {} dirs, {} whiteouts, {} \
+    crate::ui::status(format_args!(
+        "applied {} entries from {name} to {} ({} files, {} dirs, {} whiteouts, {} \
          opaque, {} written)",
         stats.entries(),
         dir.display(),
@@ -126,8 +126,8 @@ pub(crate) fn run(a: ApplyArgs) -> Result<ExitCode, Failure> {
         stats.directories,
         stats.whiteouts,
         stats.opaque_dirs,
-        crate::diff::human(stats.bytes_written)
-    );
+        crate::ui::human(stats.bytes_written)
+    ));
     match target {
         Target::Dir(_) => Ok(ExitCode::SUCCESS),
         Target::Driver { size, .. } => crate::diff::print_size(&size.size()?, a.json),

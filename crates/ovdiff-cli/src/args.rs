@@ -17,6 +17,9 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
     max_term_width = 100
 )]
 pub(crate) struct Cli {
+    /// Print no status lines or progress on stderr (errors and warnings still are).
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -109,10 +112,11 @@ pub(crate) struct DiffArgs {
         help_heading = "Output"
     )]
     pub(crate) output: Option<PathBuf>,
-    /// Compression of the layer blob. The default, none, is a plain tar like containerd's diff
-    /// before compression: its digest is the diffID.
-    #[arg(long, value_enum, default_value_t = CompressArg::None, help_heading = "Output")]
-    pub(crate) compress: CompressArg,
+    /// Compression of the layer blob. Without it, a `-o` name ending in .gz/.tgz (gzip) or
+    /// .zst (zstd) picks the compression (and says so); otherwise none: a plain tar like
+    /// containerd's diff before compression, whose digest is the diffID.
+    #[arg(long, value_enum, help_heading = "Output")]
+    pub(crate) compress: Option<CompressArg>,
     /// Compression level: gzip 0-9 (default 6), zstd up to 22 (default 3; negative levels
     /// trade ratio for speed).
     #[arg(
@@ -130,8 +134,9 @@ pub(crate) struct DiffArgs {
     /// SOURCE_DATE_EPOCH environment variable is honoured the same way; the flag wins.
     #[arg(long, value_name = "N", help_heading = "Output")]
     pub(crate) source_date_epoch: Option<i64>,
-    /// Write the descriptor JSON to FILE instead of stderr.
-    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    /// Write the descriptor JSON (mediaType, digest, size, plus diffID and uncompressedSize)
+    /// to FILE instead of stderr; `-` is stdout when the layer goes to a file.
+    #[arg(long, value_name = "FILE|-", help_heading = "Output")]
     pub(crate) descriptor: Option<PathBuf>,
     /// Compute no digest: the same tar bytes, no diffID, no descriptor (uncompressed only).
     /// File data then moves to a file or pipe inside the kernel, without read-ahead.

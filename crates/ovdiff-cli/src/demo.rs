@@ -18,7 +18,7 @@ use treegen::{
 };
 
 use crate::args::DemoArgs;
-use crate::diff::human;
+use crate::ui::human;
 use crate::Failure;
 
 /// Where the changed tree came from.

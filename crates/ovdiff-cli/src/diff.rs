@@ -1,8 +1,6 @@
 //! `ovdiff diff` and `ovdiff changes`: selectors to a [`ovdiff::Diff`], and the output side.
 
-use std::fs::Permissions;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,7 +14,9 @@ use ovdiff::{
 use crate::args::{
     ChangesArgs, CompressArg, DiffArgs, DifferArg, OpaqueArg, Selectors, SizeArgs, WhiteoutsArg,
 };
+use crate::output_file::OutputFile;
 use crate::progress::Spinner;
+use crate::ui::{self, human};
 use crate::Failure;
 
 /// Builds the diff the selectors name, refusing contradictory or incomplete ones (exit 2).
@@ -165,8 +165,36 @@ fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, Failure> {
     }
 }
 
+/// The compression a `-o` name implies when `--compress` is not given: `.gz`/`.tgz` gzip,
+/// `.zst` zstd (what `tar -a` and registries' tooling read from a name).
+fn compression_from_name(output: Option<&Path>) -> Option<CompressArg> {
+    let name = output?.file_name()?.to_str()?;
+    if name.ends_with(".gz") || name.ends_with(".tgz") {
+        Some(CompressArg::Gzip)
+    } else if name.ends_with(".zst") {
+        Some(CompressArg::Zstd)
+    } else {
+        None
+    }
+}
+
 pub(crate) fn run_diff(a: DiffArgs) -> Result<ExitCode, Failure> {
-    let compression = compression(a.compress, a.level)?;
+    let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    let inferred = match a.compress {
+        Some(_) => None,
+        None if to_stdout => None,
+        None => compression_from_name(a.output.as_deref()),
+    };
+    let compression = compression(
+        a.compress.or(inferred).unwrap_or(CompressArg::None),
+        a.level,
+    )?;
+    let descriptor_to_stdout = a.descriptor.as_deref() == Some(Path::new("-"));
+    if descriptor_to_stdout && to_stdout {
+        return Err(Failure::Usage(
+            "--descriptor - needs the layer in a file: add -o FILE".into(),
+        ));
+    }
     if a.no_digest {
         if a.descriptor.is_some() {
             return Err(Failure::Usage(
@@ -179,8 +207,17 @@ pub(crate) fn run_diff(a: DiffArgs) -> Result<ExitCode, Failure> {
             ));
         }
     }
+    if let Some(c) = inferred {
+        let name = if c == CompressArg::Gzip {
+            "gzip"
+        } else {
+            "zstd"
+        };
+        ui::status(format_args!(
+            "compressing with {name}, as the output's name says (--compress none for a plain tar)"
+        ));
+    }
     let epoch = source_date_epoch(a.source_date_epoch)?;
-    let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
     if to_stdout && io::stdout().is_terminal() {
         return Err(Failure::Usage(
             "refusing to write a layer to a terminal: use -o FILE or redirect stdout".into(),
@@ -199,51 +236,56 @@ pub(crate) fn run_diff(a: DiffArgs) -> Result<ExitCode, Failure> {
         (diff.write_layer_fd(io::stdout())?, "stdout".to_string())
     } else {
         let path = a.output.clone().unwrap_or_default();
-        let written = write_file(&path, diff)?;
+        let out = OutputFile::create(&path)?;
+        let written = diff.write_layer_fd(out.file())?;
+        out.commit()?;
         (written, path.display().to_string())
     };
     drop(spinner);
-    eprintln!("ovdiff: {}", summary(&report, &dest, &stats));
+    ui::status(format_args!("{}", summary(&report, &dest, &stats)));
     if a.no_digest {
         return Ok(ExitCode::SUCCESS);
     }
     let desc = report
         .descriptor()
         .ok_or_else(|| Failure::Run("no layer descriptor".into()))?;
-    let json = serde_json::to_string(desc).map_err(Failure::run)?;
-    match &a.descriptor {
-        Some(p) => std::fs::write(p, format!("{json}\n"))
-            .map_err(|e| Failure::Run(format!("writing the descriptor {}: {e}", p.display())))?,
+    let json = descriptor_json(desc);
+    match a.descriptor.as_deref() {
+        Some(_) if descriptor_to_stdout => {
+            let mut out = io::stdout().lock();
+            writeln!(out, "{json}")
+                .and_then(|()| out.flush())
+                .map_err(|e| {
+                    Failure::Run(format!(
+                        "the layer was written to {dest}, but writing its descriptor to stdout \
+                         failed: {e}"
+                    ))
+                })?;
+        }
+        Some(p) => std::fs::write(p, format!("{json}\n")).map_err(|e| {
+            Failure::Run(format!(
+                "the layer was written to {dest}, but writing its descriptor to {} failed: {e}",
+                p.display()
+            ))
+        })?,
         None => eprintln!("{json}"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the layer to a temporary file beside `path` and renames it into place only when the
-/// whole layer is written, so an error never leaves a half-written `path`.
-fn write_file(path: &Path, diff: Diff) -> Result<(DiffReport, WriteStats), Failure> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".ovdiff-layer-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            Failure::Run(format!(
-                "creating a temporary file in {}: {e}",
-                dir.display()
-            ))
-        })?;
-    let written = diff.write_layer_fd(tmp.as_file())?;
-    let io_err = |e: io::Error| Failure::Run(format!("writing {}: {e}", path.display()));
-    tmp.as_file().sync_data().map_err(io_err)?;
-    tmp.as_file()
-        .set_permissions(Permissions::from_mode(0o644))
-        .map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(written)
+/// The OCI descriptor (`mediaType`, `digest`, `size`) plus what an image config and a
+/// manifest builder also need: `diffID` (the uncompressed tar's digest, for
+/// `rootfs.diff_ids`) and `uncompressedSize`. Readers of OCI descriptors ignore unknown
+/// fields, so the object can be used as a layer descriptor as it is.
+fn descriptor_json(desc: &ovdiff::output::Descriptor) -> String {
+    serde_json::json!({
+        "mediaType": desc.media_type,
+        "digest": desc.digest.to_string(),
+        "size": desc.size,
+        "diffID": desc.diff_id.to_string(),
+        "uncompressedSize": desc.uncompressed_size,
+    })
+    .to_string()
 }
 
 /// One line: differ (and why), changes, entries walked, sizes, diffID (or that none was
@@ -281,22 +323,6 @@ pub(crate) fn summary(r: &DiffReport, dest: &str, written: &WriteStats) -> Strin
     s
 }
 
-/// `12.3 MiB`.
-pub(crate) fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 pub(crate) fn run_changes(a: ChangesArgs) -> Result<ExitCode, Failure> {
     let progress = ovdiff::Progress::new();
     let diff = build(&a.sel)?.progress(progress.clone());
@@ -332,12 +358,12 @@ pub(crate) fn run_changes(a: ChangesArgs) -> Result<ExitCode, Failure> {
     if let Some(f) = &report.fallback {
         s.push_str(&format!(" (fallback: {f})"));
     }
-    eprintln!(
-        "ovdiff: {s}: {} changes, {} entries walked, {:.2} s",
+    ui::status(format_args!(
+        "{s}: {} changes, {} entries walked, {:.2} s",
         report.changes.total(),
         report.entries,
         report.elapsed.as_secs_f64()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -362,13 +388,13 @@ pub(crate) fn print_size(r: &SizeReport, json: bool) -> Result<ExitCode, Failure
     if let Some(f) = &r.diff.fallback {
         s.push_str(&format!(" (fallback: {f})"));
     }
-    eprintln!(
-        "ovdiff: {s}: {} ({} changes), {} entries walked, {:.2} s",
+    ui::status(format_args!(
+        "{s}: {} ({} changes), {} entries walked, {:.2} s",
         human(r.bytes),
         r.changes(),
         r.diff.entries,
         r.diff.elapsed.as_secs_f64()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -460,24 +486,8 @@ fn type_name(m: &fs_change::Meta) -> &'static str {
 
 /// Standard base64 (RFC 4648, padded).
 pub(crate) fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[cfg(test)]
@@ -497,12 +507,5 @@ mod tests {
         ] {
             assert_eq!(base64(raw.as_bytes()), enc);
         }
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(3 << 20), "3.0 MiB");
     }
 }

@@ -9,7 +9,9 @@ mod apply;
 mod args;
 mod demo;
 mod diff;
+mod output_file;
 mod progress;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -24,12 +26,6 @@ pub(crate) enum Failure {
     Usage(String),
     /// The work failed (exit 1).
     Run(String),
-}
-
-impl Failure {
-    pub(crate) fn run(e: impl std::fmt::Display) -> Failure {
-        Failure::Run(e.to_string())
-    }
 }
 
 impl From<ovdiff::Error> for Failure {
@@ -49,6 +45,7 @@ impl From<ovdiff::Error> for Failure {
 fn main() -> ExitCode {
     raise_nofile_limit();
     let cli = Cli::parse();
+    ui::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Diff(a) => diff::run_diff(a),
         Command::Changes(a) => diff::run_changes(a),

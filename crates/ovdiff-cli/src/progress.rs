@@ -18,7 +18,7 @@ pub(crate) struct Spinner {
 impl Spinner {
     /// Starts the display thread, or nothing when stderr is not a terminal.
     pub(crate) fn start(progress: Arc<ovdiff::Progress>, label: &'static str) -> Option<Spinner> {
-        if !std::io::stderr().is_terminal() {
+        if crate::ui::quiet() || !std::io::stderr().is_terminal() {
             return None;
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -50,7 +50,7 @@ fn show(progress: &ovdiff::Progress, label: &str, stop: &AtomicBool) {
         bar.set_message(format!(
             "{label}: {} changes, {} written",
             progress.changes(),
-            crate::diff::human(progress.bytes())
+            crate::ui::human(progress.bytes())
         ));
         bar.tick();
         std::thread::sleep(Duration::from_millis(100));

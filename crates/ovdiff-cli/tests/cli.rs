@@ -256,7 +256,22 @@ fn diff_applied_by_ovdiff_and_by_gnu_tar_reproduces_the_merged_view() {
     assert_eq!(d["mediaType"], "application/vnd.oci.image.layer.v1.tar");
     assert_eq!(d["digest"], digest.as_str());
     assert_eq!(d["size"], size);
-    assert_eq!(d.as_object().map(|o| o.len()), Some(3), "{d}");
+    assert_eq!(
+        d["diffID"],
+        digest.as_str(),
+        "a plain tar's diffID is its digest"
+    );
+    assert_eq!(d["uncompressedSize"], size);
+    let mut keys: Vec<&str> = d
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["diffID", "digest", "mediaType", "size", "uncompressedSize"],
+        "{d}"
+    );
     assert_eq!(
         summary_diff_id(&o),
         digest,
