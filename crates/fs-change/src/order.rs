@@ -47,9 +47,11 @@ pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
         || (path.starts_with(dir) && (path.len() == dir.len() || path[dir.len()] == b'/'))
 }
 
-/// Renders a relative path for humans and error messages, as `/a/b`, escaping nothing.
+/// Renders a relative path for humans and error messages, as `/a/b`, in the one unambiguous
+/// text form of [`crate::escape`]: a newline or control byte cannot split or forge a line, and
+/// two different names never print the same.
 pub fn display(path: &[u8]) -> String {
-    format!("/{}", String::from_utf8_lossy(path))
+    format!("/{}", crate::escape::Escaped(path))
 }
 
 #[cfg(test)]

@@ -627,7 +627,7 @@ fn changes_lists_kinds_and_json_keeps_non_utf8_paths() {
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
-        ["A /caf\u{fffd}", "M /etc/hosts", "D /gone"],
+        ["A /caf\\xe9", "M /etc/hosts", "D /gone"],
         "{text}"
     );
     let o = ovdiff(["changes", "--json", "--base", p(&base), "--tree", p(&new)]);
@@ -652,6 +652,33 @@ fn changes_lists_kinds_and_json_keeps_non_utf8_paths() {
     assert!(lines[1].get("path_base64").is_none());
     assert_eq!(lines[2]["kind"], "delete");
     assert!(lines[2]["type"].is_null());
+}
+
+#[test]
+fn changes_lines_escape_names_unambiguously() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path().join("base");
+    let new = tmp.path().join("new");
+    std::fs::create_dir_all(&base).expect("mkdir");
+    // A newline, its escaped spelling, a non-UTF-8 byte and the replacement character: raw or
+    // lossy printing would split a line or print two names the same.
+    TreeBuilder::new(&new)
+        .file(b"x\ny".as_slice(), "1", 0o644)
+        .file(b"x\\ny".as_slice(), "2", 0o644)
+        .file(b"z\xff".as_slice(), "3", 0o644)
+        .file("z\u{fffd}", "4", 0o644)
+        .build()
+        .expect("build new");
+    let o = ovdiff(["changes", "--base", p(&base), "--tree", p(&new)]);
+    assert_ok(&o);
+    let text = String::from_utf8(o.stdout.clone()).expect("escaped output is UTF-8");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        ["A /x\\\\ny", "A /x\\ny", "A /z\\xff", "A /z\u{fffd}"],
+        "{text}"
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@ use treegen::layers;
 use fs_change::Change;
 use layers::Layers;
 use ovdiff::mounts::{
-    KataError, KataLayer, KataMount, KernelDefaults, LayerProblem, LAYER_SRC_PREFIX_OPTION,
-    OVERLAY_RW_OPTION,
+    KataError, KataLayer, KataMount, KernelDefaults, LayerProblem, LAYER_OPTION,
+    LAYER_SRC_PREFIX_OPTION, OVERLAY_RW_OPTION,
 };
 use ovdiff::{Diff, Differ, Error};
 
@@ -49,11 +49,23 @@ fn bind_layer(name: &str) -> KataLayer {
     }
 }
 
+/// The `io.katacontainers.fs-opt.layer=` option describing `l`, as Kata's runtime writes it:
+/// base64 of `NAME,FSTYPE[,OPTION…]`.
+fn kata_option(l: &KataLayer) -> String {
+    use base64::Engine;
+    let mut info = vec![l.name.as_str(), l.fs_type.as_str()];
+    info.extend(l.options.iter().map(String::as_str));
+    format!(
+        "{LAYER_OPTION}{}",
+        base64::engine::general_purpose::STANDARD.encode(info.join(","))
+    )
+}
+
 fn kata_options(s: &Scenario, extra: &[String]) -> String {
     let mut options = vec![
         format!("{LAYER_SRC_PREFIX_OPTION}{}", s.l.dir.path().display()),
-        bind_layer("L0").option(),
-        bind_layer("L1").option(),
+        kata_option(&bind_layer("L0")),
+        kata_option(&bind_layer("L1")),
         OVERLAY_RW_OPTION.to_string(),
     ];
     options.extend_from_slice(extra);
@@ -154,7 +166,7 @@ fn unreadable_layers_are_refused_with_their_name() {
         }),
     ];
     for (layer, expected) in cases {
-        let options = kata_options(&s, &[layer.option()]);
+        let options = kata_options(&s, &[kata_option(&layer)]);
         let err = Diff::mount_options(&options).expect_err("refused");
         match &err {
             Error::Kata(KataError::Unsupported {
@@ -193,7 +205,7 @@ fn cli_mount_options_accept_kata_layers() {
     );
     let mut blocked = bind_layer("L1");
     blocked.fs_type = "erofs".into();
-    let out = run(&kata_options(&s, &[blocked.option()]));
+    let out = run(&kata_options(&s, &[kata_option(&blocked)]));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -207,7 +219,7 @@ fn a_guest_side_upper_is_named_in_the_error() {
     let s = scenario();
     let options = [
         format!("{LAYER_SRC_PREFIX_OPTION}{}", s.l.dir.path().display()),
-        bind_layer("L0").option(),
+        kata_option(&bind_layer("L0")),
         OVERLAY_RW_OPTION.to_string(),
     ]
     .join(",");

@@ -13,8 +13,8 @@ use crate::mounts::OverlayConfig;
 /// A temporary read-only overlay mount, unmounted when dropped.
 #[derive(Debug)]
 pub(crate) struct KernelView {
+    /// The mount point; `None` only inside `drop`, which takes it to unmount it.
     dir: Option<tempfile::TempDir>,
-    mounted: bool,
 }
 
 impl KernelView {
@@ -51,10 +51,7 @@ impl KernelView {
             MountFlags::RDONLY,
             &*cdata,
         ) {
-            Ok(()) => Ok(KernelView {
-                dir: Some(dir),
-                mounted: true,
-            }),
+            Ok(()) => Ok(KernelView { dir: Some(dir) }),
             Err(Errno::BUSY) => Err(format!(
                 "mounting {data:?} read-only: the upperdir or workdir is still in use by a \
                  live mount (EBUSY)"
@@ -73,9 +70,6 @@ impl KernelView {
 
 impl Drop for KernelView {
     fn drop(&mut self) {
-        if !self.mounted {
-            return;
-        }
         let Some(dir) = self.dir.take() else {
             return;
         };
