@@ -55,3 +55,8 @@ pub use same::{
 pub use sink::{ChangeSink, ChannelClosed, ChannelSink, FnSink, SinkError};
 pub use sys::{DirEntryName, Xattrs};
 pub use tree::{DirTree, PlainDir, Tree, TreeDir};
+
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -143,3 +143,8 @@ fn assert_send_sync() {
     is_send::<NaiveError>();
     let _ = <fs_change::PlainDir as TreeDir>::path;
 }
+
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
