@@ -194,7 +194,7 @@ fn namespaces_refs_concurrency_and_garbage_collection() {
         ))
         .expect("unleased walking diff");
     for socket in [&h.p.socket, &h.w.socket] {
-        let out = h.ctr_on(socket, NS, &["leases", "create", "gc-trigger"]);
+        let out = h.ctr_on(socket, NS, &["leases", "create", "--id", "gc-trigger"]);
         assert!(
             out.status.success(),
             "{}",
