@@ -13,11 +13,12 @@ use ovdiff_containerd::proto::types::Mount;
 
 /// The test snapshots: two committed layers and an active snapshot over them, with the views
 /// a differ gets for each.
-pub struct Layers {
-    pub v_empty: Vec<Mount>,
-    pub v_l1: Vec<Mount>,
-    pub v_l2: Vec<Mount>,
-    pub a3: Vec<Mount>,
+#[derive(Debug)]
+struct Layers {
+    v_empty: Vec<Mount>,
+    v_l1: Vec<Mount>,
+    v_l2: Vec<Mount>,
+    a3: Vec<Mount>,
 }
 
 const L1: &str = r#"
@@ -61,7 +62,7 @@ echo more >> data/big
 touch etc/hostname
 "#;
 
-pub fn build_layers(h: &Harness, snapshotter: &str) -> Layers {
+fn build_layers(h: &Harness, snapshotter: &str) -> Layers {
     let m = h.snapshot_mounts(snapshotter, "prepare", "l1-active", None);
     h.with_mounted(&m, |d| sh(d, L1));
     h.commit(snapshotter, "l1", "l1-active");

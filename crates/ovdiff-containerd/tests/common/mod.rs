@@ -72,6 +72,7 @@ fn is_root() -> bool {
 }
 
 /// A containerd process.
+#[derive(Debug)]
 pub struct Daemon {
     child: Option<Child>,
     pub socket: PathBuf,
@@ -80,6 +81,7 @@ pub struct Daemon {
 }
 
 /// The plugin process.
+#[derive(Debug)]
 pub struct Plugin {
     child: Option<Child>,
     pub socket: PathBuf,
@@ -152,6 +154,7 @@ impl Drop for Daemon {
 }
 
 /// Two containerds and the plugin, in one temp dir.
+#[derive(Debug)]
 pub struct Harness {
     pub bin: PathBuf,
     pub plugin: Option<Plugin>,
@@ -164,6 +167,7 @@ pub struct Harness {
 }
 
 /// A temp dir whose mounts are unmounted before it is removed.
+#[derive(Debug)]
 pub struct TempDirUnmount(pub tempfile::TempDir);
 
 impl TempDirUnmount {
