@@ -84,7 +84,7 @@ impl Uploader {
         reference: &str,
         blob: Blob,
     ) -> Result<Stored, PluginError> {
-        let lease = self.create_lease(ns, reference).await?;
+        let lease = self.create_lease(ns).await?;
         match self.write(ns, &lease, reference, blob).await {
             Ok(stored) => Ok(stored),
             Err(e) => {
@@ -94,8 +94,10 @@ impl Uploader {
         }
     }
 
-    async fn create_lease(&self, ns: &str, reference: &str) -> Result<String, PluginError> {
-        let id = format!("ovdiff-containerd/{reference}/{}", unique_suffix());
+    async fn create_lease(&self, ns: &str) -> Result<String, PluginError> {
+        // A valid containerd identifier (alphanumerics joined by `.`, `_`, `-`), whatever
+        // the request's ref looks like.
+        let id = format!("ovdiff-containerd.{}", unique_suffix());
         let expire = crate::time::rfc3339(SystemTime::now() + self.lease_ttl);
         let mut req = tonic::Request::new(CreateRequest {
             id: id.clone(),
@@ -133,11 +135,17 @@ impl Uploader {
         // The first message must be queued before the call starts, or the stream opens empty.
         send(&tx, first).await?;
         let mut client = ContentClient::new(self.channel.clone());
+        // containerd answers `AlreadyExists` to the first message when it has the blob
+        // (and drops the ingest): as the call's status, or as the stream's first answer.
         let mut responses = match client.write(req).await {
             Ok(r) => r.into_inner(),
             Err(status) => return already_exists_or(status, "content.Write"),
         };
-        next(&mut responses, "stat").await?;
+        match next(&mut responses, "stat").await {
+            Ok(_) => {}
+            Err(PluginError::Containerd { op, status }) => return already_exists_or(status, op),
+            Err(e) => return Err(e),
+        }
 
         let Blob {
             mut file,
@@ -258,9 +266,9 @@ fn insert<T>(
     key: &'static str,
     value: &str,
 ) -> Result<(), PluginError> {
-    let v: MetadataValue<_> = value.parse().map_err(|_| PluginError::Containerd {
-        op: "metadata",
-        status: tonic::Status::invalid_argument(format!("{key} value {value:?} is not ASCII")),
+    let v: MetadataValue<_> = value.parse().map_err(|_| PluginError::Metadata {
+        key,
+        value: value.to_string(),
     })?;
     req.metadata_mut().insert(key, v);
     Ok(())

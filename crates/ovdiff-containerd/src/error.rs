@@ -55,6 +55,14 @@ pub enum PluginError {
         /// The bytes sent.
         want: u64,
     },
+    /// A namespace, lease or ref that cannot travel as gRPC metadata (not visible ASCII).
+    #[error("gRPC metadata {key}: {value:?} is not visible ASCII")]
+    Metadata {
+        /// The metadata key.
+        key: &'static str,
+        /// The refused value.
+        value: String,
+    },
     /// The gRPC endpoint string is malformed (never for the fixed placeholder URI).
     #[error("gRPC endpoint: {0}")]
     Endpoint(#[source] tonic::transport::Error),

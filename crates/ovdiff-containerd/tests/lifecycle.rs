@@ -223,11 +223,15 @@ fn namespaces_refs_concurrency_and_garbage_collection() {
     );
     // The plugin's lease expires; no unexpiring lease was added.
     let leases = String::from_utf8_lossy(&h.ctr(NS, &["leases", "ls"])).to_string();
-    for row in leases
+    let ours: Vec<&str> = leases
         .lines()
-        .skip(1)
-        .filter(|l| l.starts_with("ovdiff-containerd/"))
-    {
+        .filter(|l| l.starts_with("ovdiff-containerd."))
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "the plugin holds its blobs under its own leases: {leases}"
+    );
+    for row in ours {
         assert!(row.contains("containerd.io/gc.expire="), "{row}");
     }
     no_active_ingests(&h, NS);
