@@ -133,9 +133,9 @@ entries_upper=$(find "$upper" -mindepth 1 | wc -l)
 
 now() { echo "${EPOCHREALTIME/./}"; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-measure() { # DIFFER MEDIA: prints the median µs; leaves the last blob in $work/DIFFER-MEDIA.blob
-    local differ=$1 media=$2 i t0 t1 digest
-    local blob=$work/$differ-${media##*.}.blob
+measure() { # DIFFER KIND MEDIA: prints the median µs; leaves the last blob in $work/DIFFER-KIND.blob
+    local differ=$1 kind=$2 media=$3 i t0 t1 digest
+    local blob=$work/$differ-$kind.blob
     for i in $(seq "$runs"); do
         t0=$(now)
         ctr snapshots diff --media-type "$media" change >"$blob"
@@ -151,21 +151,23 @@ gz_mt=application/vnd.oci.image.layer.v1.tar+gzip
 declare -A us
 log "through the plugin ($runs runs per media type)"
 served_before=$(grep -c 'differ=overlay' "$work/plugin.log" || true)
-us[ovdiff-tar]=$(measure ovdiff "$tar_mt")
-us[ovdiff-gzip]=$(measure ovdiff "$gz_mt")
+us[ovdiff-tar]=$(measure ovdiff tar "$tar_mt")
+us[ovdiff-gzip]=$(measure ovdiff gzip "$gz_mt")
 served=$(($(grep -c 'differ=overlay' "$work/plugin.log" || true) - served_before))
 [ "$served" = $((2 * runs)) ] || die "the plugin served $served of $((2 * runs)) diffs; see $work/plugin.log"
 stop_containerd
 log "containerd's walking differ"
 start_containerd "walking"
-us[walking-tar]=$(measure walking "$tar_mt")
-us[walking-gzip]=$(measure walking "$gz_mt")
+us[walking-tar]=$(measure walking tar "$tar_mt")
+us[walking-gzip]=$(measure walking gzip "$gz_mt")
 stop_containerd
 
 identical=no
-cmp -s "$work/ovdiff-tar.blob" "$work/walking-tar.blob" && identical=yes
+[ -s "$work/walking-tar.blob" ] && cmp -s "$work/ovdiff-tar.blob" "$work/walking-tar.blob" && identical=yes
+gzip -dc <"$work/ovdiff-gzip.blob" >"$work/ovdiff-gzip.tar" || die "the plugin's gzip blob does not decompress"
+gzip -dc <"$work/walking-gzip.blob" >"$work/walking-gzip.tar" || die "walking's gzip blob does not decompress"
 gz_identical=no
-cmp -s <(gzip -dc "$work/ovdiff-gzip.blob") <(gzip -dc "$work/walking-gzip.blob") && gz_identical=yes
+[ -s "$work/walking-gzip.tar" ] && cmp -s "$work/ovdiff-gzip.tar" "$work/walking-gzip.tar" && gz_identical=yes
 ms() { awk -v u="$1" 'BEGIN { printf "%.0f", u / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 table=$(
