@@ -18,7 +18,8 @@ use tonic::transport::Channel;
 
 use crate::error::PluginError;
 use crate::proto::content::{
-    content_client::ContentClient, AbortRequest, WriteAction, WriteContentRequest,
+    content_client::ContentClient, AbortRequest, Info, InfoRequest, UpdateRequest, WriteAction,
+    WriteContentRequest,
 };
 use crate::proto::leases::{leases_client::LeasesClient, CreateRequest};
 
@@ -92,6 +93,61 @@ impl Uploader {
                 Err(e)
             }
         }
+    }
+
+    /// Sets label `key` on blob `digest` when it has none, as containerd's walking differ does
+    /// with `containerd.io/uncompressed` on a blob it finds already stored (other labels of
+    /// the request are not added to an existing blob, by either differ).
+    ///
+    /// # Errors
+    /// [`PluginError::Containerd`] when `Info` or `Update` fails.
+    pub async fn ensure_label(
+        &self,
+        ns: &str,
+        digest: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), PluginError> {
+        let mut client = ContentClient::new(self.channel.clone());
+        let mut req = tonic::Request::new(InfoRequest {
+            digest: digest.to_string(),
+        });
+        insert(&mut req, NAMESPACE_HEADER, ns)?;
+        let info = client
+            .info(req)
+            .await
+            .map_err(|status| PluginError::Containerd {
+                op: "content.Info",
+                status,
+            })?
+            .into_inner();
+        let has = info
+            .info
+            .as_ref()
+            .and_then(|i| i.labels.get(key))
+            .is_some_and(|v| !v.is_empty());
+        if has {
+            return Ok(());
+        }
+        let mut req = tonic::Request::new(UpdateRequest {
+            info: Some(Info {
+                digest: digest.to_string(),
+                labels: HashMap::from([(key.to_string(), value.to_string())]),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![format!("labels.{key}")],
+            }),
+        });
+        insert(&mut req, NAMESPACE_HEADER, ns)?;
+        client
+            .update(req)
+            .await
+            .map_err(|status| PluginError::Containerd {
+                op: "content.Update",
+                status,
+            })?;
+        Ok(())
     }
 
     async fn create_lease(&self, ns: &str) -> Result<String, PluginError> {

@@ -187,7 +187,19 @@ impl diff_server::Diff for DiffService {
             Some(f) => format!("naive fallback: {f}"),
             None => "served".to_string(),
         };
-        match self.uploader.store(&ns, &reference, blob).await {
+        let digest = blob.digest.clone();
+        let mut stored = self.uploader.store(&ns, &reference, blob).await;
+        if let (Ok(Stored::Existed), true) = (&stored, compression != Compression::None) {
+            let diff_id = desc.diff_id.to_string();
+            if let Err(e) = self
+                .uploader
+                .ensure_label(&ns, &digest, UNCOMPRESSED_LABEL, &diff_id)
+                .await
+            {
+                stored = Err(e);
+            }
+        }
+        match stored {
             Ok(stored) => {
                 let why = match stored {
                     Stored::Written => why,

@@ -145,6 +145,34 @@ fn namespaces_refs_concurrency_and_garbage_collection() {
         .expect("the same ref again");
     }
 
+    // A blob found already stored gets the uncompressed label back when it lacks it, as
+    // walking does.
+    let g = h
+        .diff(&h.p.socket, NS, &left, &right, GZIP, None, "", &none)
+        .expect("gzip diff");
+    let diff_id =
+        h.labels(&h.p.socket, NS, &g.digest).expect("info")["containerd.io/uncompressed"].clone();
+    h.ctr(
+        NS,
+        &["content", "label", &g.digest, "containerd.io/uncompressed="],
+    );
+    let stripped = h.labels(&h.p.socket, NS, &g.digest).expect("info");
+    assert!(
+        !stripped.contains_key("containerd.io/uncompressed"),
+        "{stripped:?}"
+    );
+    let again = h
+        .diff(&h.p.socket, NS, &left, &right, GZIP, None, "", &none)
+        .expect("the same diff again");
+    assert_eq!(again.digest, g.digest);
+    let labels = h.labels(&h.p.socket, NS, &g.digest).expect("info");
+    assert_eq!(labels.get("containerd.io/uncompressed"), Some(&diff_id));
+    assert!(h
+        .plugin()
+        .diff_lines()
+        .last()
+        .is_some_and(|l| l.contains("already in the content store")));
+
     // Concurrent diffs.
     let results = h.rt.block_on(async {
         let mut tasks = Vec::new();

@@ -624,3 +624,23 @@ pub async fn diff_call(
         .diff
         .ok_or_else(|| tonic::Status::internal("no descriptor"))
 }
+
+/// Sets `security.capability` on `path` to one effective+permitted capability (`bit` < 32),
+/// as `setcap cap_…+ep` would, in the VFS v2 format: the xattr containerd's differ records.
+pub fn set_capability(path: &Path, bit: u32) {
+    const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+    const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x1;
+    let mut v = Vec::with_capacity(20);
+    v.extend_from_slice(&(VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE).to_le_bytes());
+    v.extend_from_slice(&(1u32 << bit).to_le_bytes()); // permitted, low word
+    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable, low word
+    v.extend_from_slice(&0u32.to_le_bytes()); // permitted, high word
+    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable, high word
+    xattr::set(path, "security.capability", &v).expect("set security.capability");
+    assert_eq!(
+        xattr::get(path, "security.capability")
+            .expect("get")
+            .as_deref(),
+        Some(v.as_slice())
+    );
+}
