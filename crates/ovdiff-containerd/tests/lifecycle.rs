@@ -174,7 +174,7 @@ fn namespaces_refs_concurrency_and_garbage_collection() {
         .is_some_and(|l| l.contains("already in the content store")));
 
     // Concurrent diffs.
-    let results = h.rt.block_on(async {
+    let results = h.block_on(async {
         let mut tasks = Vec::new();
         for (i, media) in [TAR, GZIP, ZSTD, GZIP, TAR, ZSTD].into_iter().enumerate() {
             let req = request(
@@ -205,16 +205,16 @@ fn namespaces_refs_concurrency_and_garbage_collection() {
 
     // A blob survives a garbage collection between Diff and its use. The caller holds no
     // lease here; the walking differ's unleased blob is the control that GC ran.
-    let p =
-        h.rt.block_on(diff_call(
+    let p = h
+        .block_on(diff_call(
             h.p.socket.clone(),
             NS.to_string(),
             None,
             request(&left, &right, ZSTD, Some(7), "", &none),
         ))
         .expect("unleased diff through the plugin");
-    let w =
-        h.rt.block_on(diff_call(
+    let w = h
+        .block_on(diff_call(
             h.w.socket.clone(),
             NS.to_string(),
             None,

@@ -26,6 +26,8 @@ pub const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const NS: &str = "ovdiff-test";
+/// The longest any one call to containerd or `ctr` may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The directory holding `containerd` and `ctr`, or `None` after printing why the test skips.
 pub fn containerd_bin(test: &str) -> Option<PathBuf> {
@@ -348,7 +350,10 @@ impl Harness {
 
     /// Runs `ctr` against the containerd at `socket`.
     pub fn ctr_on(&self, socket: &Path, ns: &str, args: &[&str]) -> std::process::Output {
-        Command::new(self.bin.join("ctr"))
+        // Bounded: a wedged containerd fails the test instead of hanging it.
+        Command::new("timeout")
+            .arg(CALL_TIMEOUT.as_secs().to_string())
+            .arg(self.bin.join("ctr"))
             .arg("--address")
             .arg(socket)
             .arg("--namespace")
@@ -449,7 +454,7 @@ impl Harness {
     ) -> Result<Descriptor, tonic::Status> {
         let lease = format!("test-lease-{}", self.next_seq());
         let req = request(left, right, media_type, epoch, reference, labels);
-        self.rt.block_on(diff_call(
+        self.block_on(diff_call(
             socket.to_path_buf(),
             ns.to_string(),
             Some(lease),
@@ -461,7 +466,7 @@ impl Harness {
     pub fn read_blob(&self, socket: &Path, ns: &str, digest: &str) -> Vec<u8> {
         let socket = socket.to_path_buf();
         let (ns, digest) = (ns.to_string(), digest.to_string());
-        self.rt.block_on(async move {
+        self.block_on(async move {
             let ch = containerd_channel(socket).expect("channel");
             let mut r = tonic::Request::new(ReadContentRequest {
                 digest,
@@ -492,7 +497,7 @@ impl Harness {
     ) -> Result<HashMap<String, String>, tonic::Status> {
         let socket = socket.to_path_buf();
         let (ns, digest) = (ns.to_string(), digest.to_string());
-        self.rt.block_on(async move {
+        self.block_on(async move {
             let ch = containerd_channel(socket).expect("channel");
             let mut r = tonic::Request::new(InfoRequest { digest });
             r.metadata_mut()
@@ -500,6 +505,13 @@ impl Harness {
             let info = ContentClient::new(ch).info(r).await?.into_inner();
             Ok(info.info.map(|i| i.labels).unwrap_or_default())
         })
+    }
+
+    /// Runs `fut` on the harness runtime, failing the test after [`CALL_TIMEOUT`].
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.rt
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, fut).await })
+            .unwrap_or_else(|_| panic!("a containerd call took more than {CALL_TIMEOUT:?}"))
     }
 
     pub fn plugin(&self) -> &Plugin {
