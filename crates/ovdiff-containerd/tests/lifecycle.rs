@@ -265,3 +265,37 @@ fn namespaces_refs_concurrency_and_garbage_collection() {
     no_active_ingests(&h, NS);
     no_active_ingests(&h, "ns-a");
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_diff_finish() {
+    let Some(mut h) = Harness::start("sigterm_lets_an_in_flight_diff_finish") else {
+        return;
+    };
+    let m = h.snapshot_mounts("overlayfs", "prepare", "l1-active", None);
+    h.with_mounted(&m, |d| sh(d, L1));
+    h.commit("overlayfs", "l1", "l1-active");
+    let a2 = h.snapshot_mounts("overlayfs", "prepare", "a2", Some("l1"));
+    // Enough data that gzip is still running when the signal arrives.
+    h.with_mounted(&a2, |d| sh(d, "head -c 16777216 /dev/urandom > big2"));
+    let left = h.snapshot_mounts("overlayfs", "view", "v-l1", Some("l1"));
+    let req = request(&left, &a2, GZIP, None, "in-flight", &HashMap::new());
+    let call = h.rt.spawn(diff_call(
+        h.p.socket.clone(),
+        NS.to_string(),
+        Some("in-flight-lease".to_string()),
+        req,
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut plugin = h.plugin.take().expect("plugin");
+    let socket = plugin.socket.clone();
+    let log = plugin.log.clone();
+    let status = plugin.signal_and_wait("TERM").expect("exit status");
+    let result = h.block_on(call).expect("task");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}\n{text}");
+    assert!(!socket.exists(), "the socket is removed on SIGTERM");
+    let desc = result.unwrap_or_else(|e| panic!("the in-flight diff finished: {e}\n{text}"));
+    assert!(desc.size > 16 << 20, "{desc:?}");
+    assert!(text.contains("SIGTERM"), "{text}");
+    no_active_ingests(&h, NS);
+}

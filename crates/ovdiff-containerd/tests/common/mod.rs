@@ -95,14 +95,14 @@ impl Plugin {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// Sends `sig` and waits up to 10 s for the exit status.
+    /// Sends `sig` and waits up to 60 s (in-flight diffs finish first) for the exit status.
     pub fn signal_and_wait(&mut self, sig: &str) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(st)) = child.try_wait() {
                 return Some(st);
