@@ -17,6 +17,14 @@ if [ -x "$cache/usr/bin/containerd" ] && [ -x "$cache/usr/bin/ctr" ]; then
     echo "$cache"
     exit 0
 fi
+# Tests run in parallel: one fetch at a time, and the others use its result.
+mkdir -p "$(dirname "$cache")"
+exec 9>"$cache.lock"
+flock 9
+if [ -x "$cache/usr/bin/containerd" ] && [ -x "$cache/usr/bin/ctr" ]; then
+    echo "$cache"
+    exit 0
+fi
 
 # The first Debian archive URI of the machine's apt sources (deb822 or one-line form),
 # skipping the security archive, whose layout has no `sid`.

@@ -8,8 +8,10 @@
 //! `gc.root` label and no unexpiring lease is added.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::SeekFrom;
+
 use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -204,16 +206,22 @@ impl Uploader {
         }
 
         let Blob {
-            mut file,
+            file,
             size,
             digest,
             labels,
         } = blob;
-        file.seek(SeekFrom::Start(0)).map_err(PluginError::Spool)?;
+        // Read on tokio's blocking pool: a large spool file is not in the page cache.
+        let mut file = tokio::fs::File::from_std(file);
+        file.seek(SeekFrom::Start(0))
+            .await
+            .map_err(PluginError::Spool)?;
         let mut offset: u64 = 0;
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = read_full(&mut file, &mut buf).map_err(PluginError::Spool)?;
+            let n = read_full(&mut file, &mut buf)
+                .await
+                .map_err(PluginError::Spool)?;
             if n == 0 {
                 break;
             }
@@ -335,10 +343,10 @@ fn size_i64(n: u64) -> i64 {
 }
 
 /// Reads until `buf` is full or the file ends.
-fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
+        match file.read(&mut buf[filled..]).await {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
