@@ -17,6 +17,8 @@
 #   --no-strace  skip the syscall counts
 #   --no-build   use the ovdiff and generator binaries already in target/release
 #   --report-only  rewrite results.md and the plot from the last run's raw data
+#   --containerd also time `ctr snapshots diff` through ovdiff-containerd against containerd's
+#                walking differ on the headline scenario (benches/containerd-plugin.sh)
 set -euo pipefail
 export LC_ALL=C
 
@@ -32,6 +34,7 @@ report_only=0
 build=1
 trees_only=0
 change_by=upper
+containerd_plugin=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
@@ -43,7 +46,8 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --trees-only) trees_only=1 ;;
     --change-by) change_by=$2; shift ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --containerd) containerd_plugin=1 ;;
+    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -433,6 +437,12 @@ for p in "${pcts[@]}"; do
     [ "${v:-0}" -gt "$rss_big" ] && rss_big=$v
 done
 
+if [ "$containerd_plugin" = 1 ] && [ "$report_only" = 0 ] && [ "$trees_only" = 0 ]; then
+    log "ctr snapshots diff through ovdiff-containerd vs containerd's walking differ ($hs)"
+    "$here/containerd-plugin.sh" --base "$(base_dir "$headline_base")" --upper "$work/$hs/upper" \
+        --runs "$runs" --work "$work/containerd-plugin" --out "$raw/containerd-plugin.md" >&2
+fi
+
 report=$out/results.md
 plot=$out/compare-scaling.png
 {
@@ -564,6 +574,12 @@ plot=$out/compare-scaling.png
         [ "$nodigest" = 1 ] && nd_cell=" $(fact "$scen" 10) |"
         printf '| %s | %s | %s | %s | %s |%s\n' "$scen" "$(fact "$scen" 5)" "$(fact "$scen" 6)" "${aswritten:-?}" "$(fact "$scen" 7)" "$nd_cell"
     done
+    if [ -s "$raw/containerd-plugin.md" ]; then
+        echo
+        echo "## Through containerd: ovdiff-containerd (\`--containerd\`)"
+        echo
+        cat "$raw/containerd-plugin.md"
+    fi
 } >"$report"
 
 # --- plot --------------------------------------------------------------------------------
