@@ -30,6 +30,7 @@
 mod change;
 mod counts;
 mod error;
+pub mod escape;
 mod kind;
 mod meta;
 pub mod order;

@@ -6,20 +6,11 @@ use std::path::PathBuf;
 
 use fs_change::FsError;
 
-/// Shows a tar name as text: valid UTF-8 as is, other bytes as `\xNN`.
-pub(crate) struct Name<'a>(pub &'a [u8]);
-
-impl fmt::Display for Name<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for chunk in self.0.utf8_chunks() {
-            f.write_str(chunk.valid())?;
-            for b in chunk.invalid() {
-                write!(f, "\\x{b:02x}")?;
-            }
-        }
-        Ok(())
-    }
-}
+/// Shows a tar name as text under fs-change's one escaping rule (see [`fs_change::escape`]):
+/// printable UTF-8 as is, `\` doubled, newline and tab as `\n` and `\t`, NUL, other control
+/// characters and bytes that are not UTF-8 as `\xNN`, so a hostile name can neither break a
+/// message's line nor pass for another name.
+pub(crate) use fs_change::escape::Escaped as Name;
 
 /// Applying a layer failed.
 ///
