@@ -80,7 +80,10 @@ pub fn unescape(text: &str) -> Option<Vec<u8>> {
             b't' => out.push(b'\t'),
             b'x' => {
                 let hex = std::str::from_utf8(bytes.get(i + 2..i + 4)?).ok()?;
-                if !hex.bytes().all(|h| h.is_ascii_digit() || (b'a'..=b'f').contains(&h)) {
+                if !hex
+                    .bytes()
+                    .all(|h| h.is_ascii_digit() || (b'a'..=b'f').contains(&h))
+                {
                     return None;
                 }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
@@ -100,7 +103,12 @@ mod tests {
 
     #[test]
     fn plain_names_are_unchanged() {
-        for name in ["etc/passwd", "usr/share/zoneinfo/América/São_Paulo", "日本語 ファイル", ""] {
+        for name in [
+            "etc/passwd",
+            "usr/share/zoneinfo/América/São_Paulo",
+            "日本語 ファイル",
+            "",
+        ] {
             assert_eq!(escape(name.as_bytes()), name);
         }
     }
@@ -110,7 +118,10 @@ mod tests {
         assert_eq!(escape(b"a\\b"), "a\\\\b");
         assert_eq!(escape(b"a\nb\tc"), "a\\nb\\tc");
         assert_eq!(escape(b"\0\x01\x1b[31m\x7f"), "\\x00\\x01\\x1b[31m\\x7f");
-        assert_eq!(escape("x\u{85}y\u{9f}".as_bytes()), "x\\xc2\\x85y\\xc2\\x9f");
+        assert_eq!(
+            escape("x\u{85}y\u{9f}".as_bytes()),
+            "x\\xc2\\x85y\\xc2\\x9f"
+        );
         assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
         // A truncated multi-byte sequence is invalid UTF-8 byte by byte.
         assert_eq!(escape(b"caf\xc3"), "caf\\xc3");

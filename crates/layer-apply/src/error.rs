@@ -1,6 +1,5 @@
 //! What can go wrong applying a layer, with the entry and how far the apply got.
 
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 

@@ -2,6 +2,10 @@
 //! `openat2(RESOLVE_IN_ROOT)`, so `..` and symlinks (absolute or relative) are resolved as if
 //! the root were `/` and can never lead outside it. The last component is then only ever used
 //! with `*at` calls that do not follow it.
+//!
+//! Paths have no length limit: one longer than a single `openat2` takes (`PATH_MAX`, 4096
+//! bytes) is opened in pieces or component by component (see [`Rooted::parent_dir`]), as the
+//! differ reads them, so every layer `ovdiff diff` writes can be applied.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -77,6 +81,12 @@ impl Rooted {
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => self
                 .walk(parent, Some(owner))?
                 .ok_or(EntryError::ParentNotDirectory),
+            Err(Errno::NAMETOOLONG) => match self.open_long(parent) {
+                Some(fd) => Ok(fd),
+                None => self
+                    .walk(parent, Some(owner))?
+                    .ok_or(EntryError::ParentNotDirectory),
+            },
             Err(e) => Err(EntryError::io("openat2", e)),
         }
     }
@@ -91,8 +101,24 @@ impl Rooted {
         match self.open_in_root(dir, PATH_DIR) {
             Ok(fd) => Ok(Some(fd)),
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => self.walk(dir, None),
+            Err(Errno::NAMETOOLONG) => match self.open_long(dir) {
+                Some(fd) => Ok(Some(fd)),
+                None => self.walk(dir, None),
+            },
             Err(e) => Err(EntryError::io("openat2", e)),
         }
+    }
+
+    /// A directory path too long for one `openat2` (`ENAMETOOLONG`: 4096 bytes with the NUL;
+    /// a layer may hold deeper paths, and `ovdiff diff` writes them). The common case, every
+    /// component an existing real directory, is opened by fs-change's
+    /// [`Root::open_beneath`], which resolves the path in pieces with
+    /// `RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS`: for a cleaned path without symlinks that is the
+    /// same directory `RESOLVE_IN_ROOT` would reach. `None` when that does not apply (a
+    /// symlink or a missing component on the way); the caller then resolves component by
+    /// component with [`Rooted::walk`], which has no length limit.
+    fn open_long(&self, path: &[u8]) -> Option<OwnedFd> {
+        self.root.open_beneath(path, PATH_DIR).ok()
     }
 
     /// Resolves the cleaned path `path` one component at a time from the root: each component
@@ -175,18 +201,13 @@ impl Rooted {
     }
 
     /// Opens the directory reached by `entered` (real directories only, no symlinks) from the
-    /// root: `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`.
+    /// root: `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)` through [`Root::open_beneath`],
+    /// which also takes paths longer than `PATH_MAX`.
     fn reopen(&self, entered: &[Vec<u8>]) -> Result<OwnedFd, EntryError> {
         let path = entered.join(&b'/');
-        let path: &[u8] = if path.is_empty() { b"." } else { &path };
-        rustix::fs::openat2(
-            self.root.fd(),
-            path,
-            PATH_DIR | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| EntryError::io("openat2", e))
+        self.root
+            .open_beneath(&path, PATH_DIR)
+            .map_err(|e| EntryError::io("openat2", e))
     }
 }
 

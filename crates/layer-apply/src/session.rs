@@ -1,6 +1,7 @@
 //! One apply in progress: what each entry becomes, in stream order, and the directory times
 //! set once every entry is in.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsFd;
 
@@ -42,8 +43,12 @@ pub(crate) struct Session {
     stats: ApplyStats,
     /// Paths written so far, for opaque markers (plain form only: overlay form never clears).
     written: Option<Written>,
-    /// Directories whose times are set after the last entry, in stream order (later wins).
-    dir_times: Vec<(CleanName, Timestamps)>,
+    /// Directories whose times are set after the last entry, one slot per distinct cleaned
+    /// path (a later entry for the same directory replaces the earlier times). The memory an
+    /// apply holds for them is bounded by the number of distinct directory names in the layer,
+    /// not by the number of directory entries: a stream repeating one directory entry
+    /// millions of times keeps one slot.
+    dir_times: HashMap<CleanName, Timestamps>,
     buf: Vec<u8>,
 }
 
@@ -54,7 +59,7 @@ impl Session {
             opts,
             root,
             stats: ApplyStats::default(),
-            dir_times: Vec::new(),
+            dir_times: HashMap::new(),
             buf: vec![0; COPY_BUFFER],
         }
     }
@@ -225,7 +230,7 @@ impl Session {
                 if existed {
                     xattr::remove_stale(fd.as_fd(), self.opts.xattrs, &xattrs)?;
                 }
-                self.dir_times.push((name.clone(), meta.times.clone()));
+                self.dir_times.insert(name.clone(), meta.times.clone());
                 stats.directories += 1;
             }
             EntryType::Symlink => {
@@ -290,6 +295,7 @@ impl Session {
     /// [`ApplyError::Entry`] naming the directory.
     pub(crate) fn finish(mut self) -> Result<ApplyStats, ApplyError> {
         let applied = self.applied();
+        self.stats.dirs_deferred = self.dir_times.len() as u64;
         for (name, times) in std::mem::take(&mut self.dir_times) {
             let fail = |cause| ApplyError::Entry {
                 path: name.path().to_vec(),

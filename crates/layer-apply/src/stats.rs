@@ -36,6 +36,10 @@ pub struct ApplyStats {
     /// Extended attributes the policy left out, or the filesystem refused with `ENOTSUP` (or
     /// `EPERM` for `user.*` on a symlink or special file, which Linux never allows).
     pub xattrs_skipped: u64,
+    /// Distinct directories whose times were held back and set after the last entry: the size
+    /// of the only per-directory state an apply keeps (one slot per distinct directory name,
+    /// however often the layer lists it).
+    pub dirs_deferred: u64,
 }
 
 impl ApplyStats {
