@@ -19,10 +19,12 @@ use crate::tar_stream::{End, TarReader};
 /// [`Applier::apply`] runs it. Defaults: plain form (whiteouts delete), [`XattrPolicy::Compat`],
 /// [`TrustedXattrs::Refuse`], owners kept, end-of-archive marker required.
 ///
-/// Containment holds for any input: every directory an entry goes into is resolved with
-/// `openat2(RESOLVE_IN_ROOT)` from the root's fd, and the entry's own name is only used with
-/// `*at` calls that do not follow it, so absolute names, `..`, symlinked parents, hardlinks
-/// and symlinks pointing out can never make it write outside the root.
+/// Containment holds for any input: every directory an entry goes into is resolved from the
+/// root's fd with symlinks followed as if the root were `/` (`openat2(RESOLVE_BENEATH|
+/// RESOLVE_NO_SYMLINKS)`, or a walk of `openat(O_NOFOLLOW)` steps when a symlink is on the way),
+/// and the entry's own name is only used with `*at` calls that do not follow it, so absolute
+/// names, `..`, symlinked parents, hardlinks and symlinks pointing out can never make it write
+/// outside the root.
 #[derive(Debug, Clone)]
 #[must_use = "an Applier does nothing until .apply() is called"]
 pub struct Applier {

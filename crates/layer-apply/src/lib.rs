@@ -5,15 +5,18 @@
 //! in order: an existing entry is replaced unless both it and the entry are directories,
 //! missing parents are created 0755, and directory times are set after the last entry.
 //! Whiteouts follow the OCI image-spec: `DIR/.wh.NAME` removes `NAME`, and `DIR/.wh..wh..opq`
-//! removes every child of `DIR` that this layer did not write, wherever in the stream it
-//! appears. In overlay form ([`OverlayWhiteouts`]) they become 0/0 character devices and the
+//! removes every child of the directory `DIR` resolves to that this layer did not write
+//! (by whatever name it wrote it), wherever in the stream the marker appears. A whiteout's
+//! missing parents are created like any entry's, as containerd does. In overlay form ([`OverlayWhiteouts`]) they become 0/0 character devices and the
 //! `overlay.opaque` xattr instead; in AUFS form ([`Applier::aufs_whiteouts`]) they are kept as
 //! the `.wh.` files AUFS reads.
 //!
-//! Nothing is ever written outside the root: parent directories are resolved with
-//! `openat2(RESOLVE_IN_ROOT)`, so absolute names, `..`, symlinked parents and link targets are
-//! resolved as if the root were `/` (containerd's `RootPath` semantics, enforced by the
-//! kernel); the entry's own name is used only with `*at` calls that never follow it.
+//! Nothing is ever written outside the root: parent directories are resolved from the root's
+//! fd with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`, or, when a symlink is on the way,
+//! by a walk of `openat(O_NOFOLLOW)` steps that follows it as if the root were `/`, so absolute
+//! names, `..`, symlinked parents and link targets are resolved as containerd's `RootPath`
+//! does and can never leave the root; the entry's own name is used only with `*at` calls that
+//! never follow it. Paths have no length limit (deeper than `PATH_MAX` is fine).
 //!
 //! ```
 //! use layer_apply::{Applier, XattrPolicy};

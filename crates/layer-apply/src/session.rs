@@ -131,12 +131,7 @@ impl Session {
             }
             Whiteout::Opaque => self.opaque(name.parent())?,
             Whiteout::Remove(target) => self.whiteout(name.parent(), target, &meta)?,
-            Whiteout::None => {
-                self.write(&name, kind, &meta, entry)?;
-                if let Some(written) = &mut self.written {
-                    written.insert(name.path());
-                }
-            }
+            Whiteout::None => self.write(&name, kind, &meta, entry)?,
         }
         Ok(())
     }
@@ -146,12 +141,15 @@ impl Session {
         self.opts.preserve_owner.then_some((Uid::ROOT, Gid::ROOT))
     }
 
-    /// `DIR/.wh..wh..opq`.
+    /// `DIR/.wh..wh..opq`. `DIR` is resolved in the root like any entry's parent, following
+    /// symlinks, and created when missing (containerd's `mkparent` runs before its whiteout
+    /// handling): the marker acts on the directory `DIR` resolves to, and in plain form clears
+    /// it of everything but what this layer wrote there, whatever name it was written by.
     fn opaque(&mut self, dir: &[u8]) -> Result<(), EntryError> {
+        let resolved = self.root.parent_dir(dir, self.implicit_owner())?;
         match self.opts.overlay {
             Some(form) => {
-                let fd = self.root.parent_dir(dir, self.implicit_owner())?;
-                let fd = readable(fd.as_fd())?;
+                let fd = readable(resolved.as_fd())?;
                 rustix::fs::fsetxattr(
                     &fd,
                     form.namespace.opaque_xattr(),
@@ -162,7 +160,7 @@ impl Session {
             }
             None => {
                 if let Some(written) = &self.written {
-                    written.clear(&self.root, dir)?;
+                    written.clear(&self.root, resolved.real_path(dir))?;
                 }
             }
         }
@@ -174,12 +172,14 @@ impl Session {
     /// overlay form writes a 0/0 character device there.
     ///
     /// `DIR` is resolved in the root, following symlinks as containerd's `RootPath` does
-    /// (WhiteoutSymlinkPath); when it does not exist the whiteout has nothing to hide
-    /// (WhiteoutDeadSymlinkParent).
+    /// (WhiteoutSymlinkPath), and its missing components are created as for any entry, as
+    /// containerd's `mkparent` does before it looks at whiteouts (so a whiteout below a dead
+    /// symlink creates the directory the link names, inside the root); a parent that is not a
+    /// directory is an error, as there.
     fn whiteout(&mut self, dir: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), EntryError> {
+        let fd = self.root.parent_dir(dir, self.implicit_owner())?;
         match self.opts.overlay {
             Some(_) => {
-                let fd = self.root.parent_dir(dir, self.implicit_owner())?;
                 write::special(
                     fd.as_fd(),
                     target,
@@ -192,9 +192,7 @@ impl Session {
                 }
             }
             None => {
-                if let Some(fd) = self.root.existing_dir(dir)? {
-                    remove_all(fd.as_fd(), target)?;
-                }
+                remove_all(fd.as_fd(), target)?;
             }
         }
         self.stats.whiteouts += 1;
@@ -212,8 +210,8 @@ impl Session {
         // Decide on every xattr before anything is written, so a refused entry leaves no trace.
         let xattrs = xattr::select(&meta.xattrs, self.opts.xattrs, self.opts.trusted)?;
         let owner = self.opts.preserve_owner;
-        let dir = self.root.parent_dir(name.parent(), self.implicit_owner())?;
-        let dir = dir.as_fd();
+        let resolved = self.root.parent_dir(name.parent(), self.implicit_owner())?;
+        let dir = resolved.as_fd();
         let base = name.base();
         let stats = &mut self.stats;
         match kind {
@@ -284,6 +282,11 @@ impl Session {
                 }
                 .into())
             }
+        }
+        if let Some(written) = &mut self.written {
+            // Where the entry really is, so an opaque marker naming that directory by another
+            // path (through a symlink) still keeps it.
+            written.insert(resolved.real_path(name.parent()), base);
         }
         Ok(())
     }
