@@ -241,9 +241,11 @@ impl Session {
                 stats.symlinks += 1;
             }
             EntryType::Link => {
-                // Hardlinks share the target's inode: its owner, mode and times came with the
-                // target's own entry, so nothing is applied here. Applying them would also
-                // reach through a link to a symlink (HardlinkSymlinkChmod).
+                // The link shares the target's inode, and like containerd (`Lchown`, xattrs,
+                // `lchmod`, `chtimes` on the new name) the link entry's owner, xattrs, mode and
+                // times are applied to it: the last entry naming an inode decides its metadata.
+                // None of it follows a symlink: a link to a symlink gets the owner, xattrs and
+                // times on the symlink itself and no mode (HardlinkSymlinkChmod).
                 let raw_target = entry.link_name().unwrap_or_default().to_vec();
                 let missing = || EntryError::LinkTarget {
                     target: raw_target.clone(),
@@ -259,6 +261,7 @@ impl Session {
                 if !write::hardlink(target_dir.as_fd(), target.base(), dir, base)? {
                     return Err(missing().into());
                 }
+                write::finish_at(dir, base, meta, owner, &xattrs, false, stats)?;
                 stats.hardlinks += 1;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
