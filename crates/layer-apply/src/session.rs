@@ -13,7 +13,7 @@ use crate::error::{ApplyError, EntryError};
 use crate::header::EntryMeta;
 use crate::name::{classify, CleanName, Whiteout};
 use crate::opaque::Written;
-use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrPolicy};
+use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrFailure, XattrPolicy};
 use crate::remove::remove_all;
 use crate::rooted::{readable, Rooted};
 use crate::stats::ApplyStats;
@@ -32,6 +32,7 @@ pub(crate) struct Options {
     pub aufs: bool,
     pub xattrs: XattrPolicy,
     pub trusted: TrustedXattrs,
+    pub xattr_failure: XattrFailure,
     pub preserve_owner: bool,
 }
 
@@ -131,7 +132,7 @@ impl Session {
             }
             Whiteout::Opaque => self.opaque(name.parent())?,
             Whiteout::Remove(target) => self.whiteout(name.parent(), target, &meta)?,
-            Whiteout::None => self.write(&name, kind, &meta, entry)?,
+            Whiteout::None => self.write(raw, &name, kind, &meta, entry)?,
         }
         Ok(())
     }
@@ -202,13 +203,20 @@ impl Session {
     /// Writes an ordinary entry.
     fn write<R: Read>(
         &mut self,
+        raw: &[u8],
         name: &CleanName,
         kind: EntryType,
         meta: &EntryMeta,
         entry: &mut Entry<'_, R>,
     ) -> Result<(), Failed> {
         // Decide on every xattr before anything is written, so a refused entry leaves no trace.
-        let xattrs = xattr::select(&meta.xattrs, self.opts.xattrs, self.opts.trusted)?;
+        let xattrs = xattr::select(
+            &meta.xattrs,
+            self.opts.xattrs,
+            self.opts.trusted,
+            self.opts.xattr_failure,
+            raw,
+        )?;
         let owner = self.opts.preserve_owner;
         let resolved = self.root.parent_dir(name.parent(), self.implicit_owner())?;
         let dir = resolved.as_fd();

@@ -204,7 +204,7 @@ pub(crate) fn finish_fd(
     fd: BorrowedFd<'_>,
     meta: &EntryMeta,
     owner: bool,
-    xattrs: &Selected,
+    xattrs: &Selected<'_>,
     set_times: bool,
     stats: &mut ApplyStats,
 ) -> Result<(), EntryError> {
@@ -233,7 +233,7 @@ pub(crate) fn finish_at(
     name: &[u8],
     meta: &EntryMeta,
     owner: bool,
-    xattrs: &Selected,
+    xattrs: &Selected<'_>,
     is_symlink: bool,
     stats: &mut ApplyStats,
 ) -> Result<(), EntryError> {
