@@ -18,6 +18,15 @@
 //! does and can never leave the root; the entry's own name is used only with `*at` calls that
 //! never follow it. Paths have no length limit (deeper than `PATH_MAX` is fine).
 //!
+//! # Memory
+//!
+//! An apply streams: it holds one header and a 128 KiB copy buffer, never a whole entry. The
+//! state it keeps until the end grows with the layer's *distinct* names, never with its entry
+//! count: one slot per distinct directory whose times are set after the last entry
+//! ([`ApplyStats::dirs_deferred`] reports how many), and in plain form one per distinct path
+//! written (with its ancestors), which opaque markers consult. A stream repeating one entry
+//! millions of times keeps one slot.
+//!
 //! # Where this applier is stricter than containerd
 //!
 //! Each rule below refuses (or leaves out) what containerd's `archive.Apply` applies. They
