@@ -169,7 +169,9 @@ fn unsettable_xattrs_warn_skips_trusted_and_reports_it() {
     let f = Fixture::new();
     let stats = f
         .apply_with(
-            wide(&f).unsettable_xattrs(XattrFailure::Warn),
+            wide(&f)
+                .preserve_owner(false)
+                .unsettable_xattrs(XattrFailure::Warn),
             &Tar::new()
                 .add(file("before", b""))
                 .add(
@@ -210,7 +212,9 @@ fn an_xattr_the_kernel_refuses_fails_by_default_and_warns_when_asked() {
         .add(file("after", b"after"))
         .finish();
     let f = Fixture::new();
-    let err = f.apply(&layer).expect_err("the capability cannot be set");
+    let err = f
+        .apply_with(Applier::new(&f.root).preserve_owner(false), &layer)
+        .expect_err("the capability cannot be set");
     match &err {
         ApplyError::Entry {
             cause: EntryError::SetXattr { name, .. },
@@ -227,7 +231,9 @@ fn an_xattr_the_kernel_refuses_fails_by_default_and_warns_when_asked() {
     let f = Fixture::new();
     let stats = f
         .apply_with(
-            Applier::new(&f.root).unsettable_xattrs(XattrFailure::Warn),
+            Applier::new(&f.root)
+                .preserve_owner(false)
+                .unsettable_xattrs(XattrFailure::Warn),
             &layer,
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -251,7 +257,9 @@ fn xattr_warnings_are_bounded_and_all_counted() {
     }
     let stats = f
         .apply_with(
-            Applier::new(&f.root).unsettable_xattrs(XattrFailure::Warn),
+            Applier::new(&f.root)
+                .preserve_owner(false)
+                .unsettable_xattrs(XattrFailure::Warn),
             &tar.finish(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
