@@ -7,7 +7,7 @@ use fs_change::Root;
 
 use crate::compress::decompress;
 use crate::error::ApplyError;
-use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrPolicy};
+use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrFailure, XattrPolicy};
 use crate::rooted::Rooted;
 use crate::session::{Options, Session};
 use crate::stats::ApplyStats;
@@ -17,12 +17,15 @@ use crate::tar_stream::{End, TarReader};
 ///
 /// Built with [`Applier::new`] and the option methods, each consuming and returning `self`;
 /// [`Applier::apply`] runs it. Defaults: plain form (whiteouts delete), [`XattrPolicy::Compat`],
-/// [`TrustedXattrs::Refuse`], owners kept, end-of-archive marker required.
+/// [`TrustedXattrs::Refuse`], [`XattrFailure::Fail`], owners kept, end-of-archive marker
+/// required.
 ///
-/// Containment holds for any input: every directory an entry goes into is resolved with
-/// `openat2(RESOLVE_IN_ROOT)` from the root's fd, and the entry's own name is only used with
-/// `*at` calls that do not follow it, so absolute names, `..`, symlinked parents, hardlinks
-/// and symlinks pointing out can never make it write outside the root.
+/// Containment holds for any input: every directory an entry goes into is resolved from the
+/// root's fd with symlinks followed as if the root were `/` (`openat2(RESOLVE_BENEATH|
+/// RESOLVE_NO_SYMLINKS)`, or a walk of `openat(O_NOFOLLOW)` steps when a symlink is on the way),
+/// and the entry's own name is only used with `*at` calls that do not follow it, so absolute
+/// names, `..`, symlinked parents, hardlinks and symlinks pointing out can never make it write
+/// outside the root.
 #[derive(Debug, Clone)]
 #[must_use = "an Applier does nothing until .apply() is called"]
 pub struct Applier {
@@ -41,6 +44,7 @@ impl Applier {
                 aufs: false,
                 xattrs: XattrPolicy::default(),
                 trusted: TrustedXattrs::default(),
+                xattr_failure: XattrFailure::default(),
                 preserve_owner: true,
             },
             require_end_marker: true,
@@ -76,6 +80,16 @@ impl Applier {
     /// [`TrustedXattrs::Refuse`]). It is never applied.
     pub fn trusted_xattrs(mut self, trusted: TrustedXattrs) -> Self {
         self.opts.trusted = trusted;
+        self
+    }
+
+    /// What an xattr the target cannot take does (default [`XattrFailure::Fail`]: the apply
+    /// stops). [`XattrFailure::Warn`] is containerd's behaviour: `trusted.*` attributes and
+    /// those the kernel refuses are skipped, the rest of the entry is applied, and each skip
+    /// is reported in [`ApplyStats::xattr_warnings`] (counted in
+    /// [`ApplyStats::xattrs_unsettable`]) for the caller to print.
+    pub fn unsettable_xattrs(mut self, failure: XattrFailure) -> Self {
+        self.opts.xattr_failure = failure;
         self
     }
 

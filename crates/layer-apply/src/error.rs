@@ -1,6 +1,5 @@
 //! What can go wrong applying a layer, with the entry and how far the apply got.
 
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
@@ -116,7 +115,8 @@ pub enum EntryError {
     /// A name or link target containing a NUL byte, which no path can hold.
     #[error("name contains a NUL byte")]
     NulInName,
-    /// A `trusted.*` xattr under [`crate::TrustedXattrs::Refuse`]. The entry was not written.
+    /// A `trusted.*` xattr under [`crate::TrustedXattrs::Refuse`] and
+    /// [`crate::XattrFailure::Fail`] (the defaults). The entry was not written.
     #[error(
         "trusted xattr {} refused (admin attributes from a layer are never applied)",
         Name(name)
@@ -124,6 +124,16 @@ pub enum EntryError {
     TrustedXattr {
         /// The attribute name.
         name: Vec<u8>,
+    },
+    /// An xattr of the entry could not be set (and [`crate::XattrFailure::Warn`] was not
+    /// chosen, or the failure is not a refusal of the attribute itself).
+    #[error("setxattr {}: {source}", Name(name))]
+    SetXattr {
+        /// The attribute name.
+        name: Vec<u8>,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
     },
     /// An entry type this applier does not write (GNU volume headers, multi-volume
     /// continuations, vendor types). Sockets cannot be in a tar.
@@ -183,7 +193,7 @@ impl EntryError {
     /// The [`io::ErrorKind`] this error maps to.
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            EntryError::Io { source, .. } => source.kind(),
+            EntryError::Io { source, .. } | EntryError::SetXattr { source, .. } => source.kind(),
             EntryError::ParentNotDirectory => io::ErrorKind::NotADirectory,
             EntryError::LinkTarget { .. } => io::ErrorKind::NotFound,
             EntryError::TrustedXattr { .. } | EntryError::UnsupportedType { .. } => {

@@ -5,15 +5,61 @@
 //! in order: an existing entry is replaced unless both it and the entry are directories,
 //! missing parents are created 0755, and directory times are set after the last entry.
 //! Whiteouts follow the OCI image-spec: `DIR/.wh.NAME` removes `NAME`, and `DIR/.wh..wh..opq`
-//! removes every child of `DIR` that this layer did not write, wherever in the stream it
-//! appears. In overlay form ([`OverlayWhiteouts`]) they become 0/0 character devices and the
+//! removes every child of the directory `DIR` resolves to that this layer did not write
+//! (by whatever name it wrote it), wherever in the stream the marker appears. A whiteout's
+//! missing parents are created like any entry's, as containerd does. In overlay form ([`OverlayWhiteouts`]) they become 0/0 character devices and the
 //! `overlay.opaque` xattr instead; in AUFS form ([`Applier::aufs_whiteouts`]) they are kept as
 //! the `.wh.` files AUFS reads.
 //!
-//! Nothing is ever written outside the root: parent directories are resolved with
-//! `openat2(RESOLVE_IN_ROOT)`, so absolute names, `..`, symlinked parents and link targets are
-//! resolved as if the root were `/` (containerd's `RootPath` semantics, enforced by the
-//! kernel); the entry's own name is used only with `*at` calls that never follow it.
+//! Nothing is ever written outside the root: parent directories are resolved from the root's
+//! fd with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`, or, when a symlink is on the way,
+//! by a walk of `openat(O_NOFOLLOW)` steps that follows it as if the root were `/`, so absolute
+//! names, `..`, symlinked parents and link targets are resolved as containerd's `RootPath`
+//! does and can never leave the root; the entry's own name is used only with `*at` calls that
+//! never follow it. Paths have no length limit (deeper than `PATH_MAX` is fine).
+//!
+//! # Memory
+//!
+//! An apply streams: it holds one header and a 128 KiB copy buffer, never a whole entry. The
+//! state it keeps until the end grows with the layer's *distinct* names, never with its entry
+//! count: one slot per distinct directory whose times are set after the last entry
+//! ([`ApplyStats::dirs_deferred`] reports how many), and in plain form one per distinct path
+//! written (with its ancestors), which opaque markers consult. A stream repeating one entry
+//! millions of times keeps one slot.
+//!
+//! # Where this applier is stricter than containerd
+//!
+//! Each rule below refuses (or leaves out) what containerd's `archive.Apply` applies. They
+//! are deliberate: a layer that breaks one is either damaged or built to make the same tar
+//! mean different trees to different tools. Where a caller needs containerd's behaviour there
+//! is a switch.
+//!
+//! - **End-of-archive marker required.** A stream ending without the zero block fails with
+//!   [`ApplyError::Stream`] (`UnexpectedEof`): cut exactly at an entry boundary it would look
+//!   complete. containerd (Go's `archive/tar`) accepts it. Switch:
+//!   [`Applier::require_end_marker`]`(false)`.
+//! - **`trusted.*` xattrs stop the apply.** An entry carrying one fails with
+//!   [`EntryError::TrustedXattr`] before anything of it is written; containerd skips the
+//!   attribute with a warning. Such an attribute is never applied (it could forge overlay
+//!   metadata). Switch: [`Applier::unsettable_xattrs`]`(`[`XattrFailure::Warn`]`)`, which also
+//!   skips every attribute the kernel refuses (`EPERM`, `EINVAL`, …; containerd skips only
+//!   `ENOTSUP`) and reports each in [`ApplyStats::xattr_warnings`]; or
+//!   [`Applier::trusted_xattrs`]`(`[`TrustedXattrs::Skip`]`)` for `trusted.*` alone.
+//! - **40 symlinks per resolution.** Resolving an entry's parent or a hardlink target follows
+//!   at most 40 symlinks (the kernel's own limit) and then fails with `ELOOP`; containerd's
+//!   `RootPath` follows up to 255. No switch: no real tree chains 40 links.
+//! - **uid or gid 2³²−1.** An id of `4294967295` (the `-1` that `chown` reads as "leave
+//!   unchanged") fails with [`EntryError::BadHeader`]; containerd passes it to `Lchown`, which
+//!   then silently keeps the applying user's id. No switch; [`Applier::preserve_owner`]`(false)`
+//!   ignores all ids.
+//! - **Devices in a user namespace.** A character or block device entry that `mknod` refuses
+//!   fails the apply; containerd skips every device entry when it runs in a user namespace.
+//!   No switch.
+//! - **Only `security.capability` by default.** [`XattrPolicy::Compat`] applies that one
+//!   attribute and counts the others in [`ApplyStats::xattrs_skipped`]; containerd applies every
+//!   `SCHILY.xattr.*` record. Switch: [`XattrPolicy::Wide`] (`user.*`, ACLs, `security.ima`).
+//! - **Malformed streams.** The tar reader refuses some streams Go's reader accepts; each such
+//!   rule is listed with [`ApplyError::Stream`].
 //!
 //! ```
 //! use layer_apply::{Applier, XattrPolicy};
@@ -65,8 +111,8 @@ pub use applier::Applier;
 pub use compress::{decompress, Compression};
 pub use error::{ApplyError, EntryError};
 pub use layer::{apply_layer, Layer};
-pub use options::{OverlayNamespace, OverlayWhiteouts, TrustedXattrs, XattrPolicy};
-pub use stats::ApplyStats;
+pub use options::{OverlayNamespace, OverlayWhiteouts, TrustedXattrs, XattrFailure, XattrPolicy};
+pub use stats::{ApplyStats, XattrSkip, XattrWarning, MAX_XATTR_WARNINGS};
 
 #[cfg(test)]
 mod send_sync {

@@ -15,7 +15,7 @@ const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 /// vanish, and `..` removes the component before it, never climbing above the root. The result
 /// holds no `.`, `..` or empty component, so the only way a name can still lead outside the root
 /// is through a symlink, which resolution then contains.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CleanName {
     /// The components joined with `/` (empty: the root itself).
     path: Vec<u8>,

@@ -1,5 +1,12 @@
 //! Opaque directories (`DIR/.wh..wh..opq`): clear everything below `DIR` that this layer did
 //! not write, wherever in the stream the marker appears.
+//!
+//! Both sides are real paths below the root (the directories actually entered, no symlink on
+//! the way; see [`crate::rooted::Dir`]): the marker acts on the directory `DIR` resolves to, and
+//! an entry the layer wrote through a symlinked parent (`lnk/file` with `lnk -> real`) is known
+//! by where it really is (`real/file`), so `real/.wh..wh..opq`, or `x/.wh..wh..opq` with
+//! `x -> /`, never removes it. containerd keys its `unpackedPaths` the same way (the
+//! `RootPath`-resolved parent joined with the base name).
 
 use std::collections::HashSet;
 
@@ -11,8 +18,9 @@ use crate::name::join;
 use crate::remove::remove_all;
 use crate::rooted::{readable, Rooted};
 
-/// The paths this layer has written so far (cleaned, relative to the root), and every ancestor
-/// of them.
+/// The real paths (relative to the root) of the entries this layer has written so far, and
+/// every ancestor of them. Memory is one slot per distinct path, however often the layer
+/// repeats an entry.
 ///
 /// containerd keeps only the written paths and so deletes a directory the layer created
 /// implicitly (`d/sub/file` with no `d/sub/` entry) together with the file in it; keeping the
@@ -24,23 +32,25 @@ pub(crate) struct Written {
 }
 
 impl Written {
-    /// Records `path` (and its ancestors) as written by this layer.
-    pub(crate) fn insert(&mut self, path: &[u8]) {
-        self.paths.insert(path.into());
-        let mut rest = path;
+    /// Records the entry `name` written into the directory whose real path is `dir` (and
+    /// every ancestor of it) as written by this layer.
+    pub(crate) fn insert(&mut self, dir: &[u8], name: &[u8]) {
+        let path = join(dir, name);
+        let mut rest = &path[..];
         while let Some(i) = rest.iter().rposition(|&b| b == b'/') {
             rest = &rest[..i];
             if !self.ancestors.insert(rest.into()) {
                 break;
             }
         }
+        self.paths.insert(path.into());
     }
 
     fn keeps(&self, path: &[u8]) -> bool {
         self.paths.contains(path) || self.ancestors.contains(path)
     }
 
-    /// Clears the opaque directory `dir` (a cleaned path; the root when empty): every entry
+    /// Clears the opaque directory whose real path is `dir` (the root when empty): every entry
     /// below it that this layer did not write is removed. Directories the layer wrote, or wrote
     /// into, are kept and cleared in turn, since the layer's own content is all that may show
     /// through an opaque directory. A missing `dir` is nothing to clear.

@@ -47,8 +47,31 @@ pub enum TrustedXattrs {
     /// (containerd rejects these with `ENOTSUP`, "admin attributes from archive not supported").
     #[default]
     Refuse,
-    /// Skip the attribute and count it in [`crate::ApplyStats::xattrs_skipped`].
+    /// Skip the attribute, count it in [`crate::ApplyStats::xattrs_skipped`] and report it in
+    /// [`crate::ApplyStats::xattr_warnings`]. [`XattrFailure::Warn`] implies this.
     Skip,
+}
+
+/// What to do with an xattr the target cannot take: a `trusted.*` one (never applied from a
+/// layer), or one the kernel refuses to set (`EPERM`/`EACCES` without the privilege,
+/// `EINVAL` for a malformed value, `E2BIG`/`ERANGE`/`ENOSPC`/`EDQUOT` for one too large).
+///
+/// `ENOTSUP` (the filesystem has no such namespace) and `EPERM` for `user.*` on a symlink or
+/// special file (which Linux never allows) are skipped under either choice, as containerd does;
+/// every skip is recorded in [`crate::ApplyStats::xattr_warnings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum XattrFailure {
+    /// Fail the entry, and so the apply (the default): a layer whose attributes cannot all
+    /// be applied does not silently become a different tree. `trusted.*` is refused before
+    /// anything of the entry is written (unless [`TrustedXattrs::Skip`] is set).
+    #[default]
+    Fail,
+    /// Skip the attribute, apply the rest of the entry, and record a warning in
+    /// [`crate::ApplyStats::xattr_warnings`] — containerd's behaviour, which logs "ignored
+    /// xattr … in archive" and goes on (it also refuses `trusted.*` with `ENOTSUP` and so
+    /// skips it). `trusted.*` is still never applied.
+    Warn,
 }
 
 /// Which xattr namespace an overlay reads its private attributes from.

@@ -1,21 +1,28 @@
-//! Resolution inside the target root: every directory an entry is written into is found with
-//! `openat2(RESOLVE_IN_ROOT)`, so `..` and symlinks (absolute or relative) are resolved as if
-//! the root were `/` and can never lead outside it. The last component is then only ever used
-//! with `*at` calls that do not follow it.
+//! Resolution inside the target root: symlinks (absolute or relative) and `..` in their
+//! targets are resolved as if the root were `/`, as containerd's `RootPath` and
+//! `openat2(RESOLVE_IN_ROOT)` do, so they can never lead outside it. The last component is then
+//! only ever used with `*at` calls that do not follow it.
+//!
+//! Every resolution also yields the directory's *real* path below the root (the directories
+//! actually entered, no symlink on the way), which opaque markers need: a layer may write
+//! `lnk/file` through `lnk -> real` and then mark `real` opaque, and must keep `real/file`.
+//! The common case, a cleaned name whose components are all existing real directories, is one
+//! `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)` and its real path is the name itself; a
+//! symlink or a missing component on the way falls back to [`Rooted::walk`].
+//!
+//! Paths have no length limit: one longer than a single `openat2` takes (`PATH_MAX`, 4096
+//! bytes) is opened in pieces by fs-change's [`Root::open_beneath`], or walked component by
+//! component, as the differ reads them, so every layer `ovdiff diff` writes can be applied.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use fs_change::{FileType, Root};
-use rustix::fs::{Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::fs::{Gid, Mode, OFlags, Uid};
 use rustix::io::Errno;
 
 use crate::error::EntryError;
-
-/// How often an `EAGAIN` from `openat2` (a concurrent rename seen during `..` resolution) is
-/// retried before giving up.
-const EAGAIN_RETRIES: usize = 16;
 
 /// Symlinks followed in one resolution before giving up with `ELOOP`, as the kernel does.
 const MAX_SYMLINKS: usize = 40;
@@ -26,10 +33,42 @@ pub(crate) struct Rooted {
     root: Arc<Root>,
 }
 
+/// A resolved directory: its fd, and its real path below the root when that differs from the
+/// name it was resolved from.
+#[derive(Debug)]
+pub(crate) struct Dir {
+    /// The directory (`O_PATH`).
+    pub fd: OwnedFd,
+    /// The directories actually entered, joined with `/`; `None` when that is the name asked
+    /// for (no symlink was followed on the way).
+    real: Option<Vec<u8>>,
+}
+
+impl Dir {
+    /// The directory's real path below the root, given the cleaned name it was resolved from.
+    pub(crate) fn real_path<'a>(&'a self, asked: &'a [u8]) -> &'a [u8] {
+        self.real.as_deref().unwrap_or(asked)
+    }
+}
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Flags for a directory that is only used as the `dirfd` of `*at` calls.
 pub(crate) const PATH_DIR: OFlags = OFlags::PATH.union(OFlags::DIRECTORY);
 /// Flags for a directory that is listed, or whose xattrs are set with `fsetxattr`.
 pub(crate) const READ_DIR: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY);
+
+/// What the symlink-free open of a cleaned path found.
+enum Direct {
+    /// Every component is a real directory: here it is.
+    Found(OwnedFd),
+    /// A symlink, a missing component or a non-directory is on the way.
+    Walk,
+}
 
 impl Rooted {
     /// Wraps an opened root.
@@ -37,31 +76,29 @@ impl Rooted {
         Rooted { root }
     }
 
-    /// `openat2(root, rel, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)`: `rel` resolved as if
-    /// the root were `/`, following symlinks as a chroot would; `EAGAIN` (a concurrent rename
-    /// seen while resolving `..`) is retried.
-    fn open_in_root(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-        let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-        let mut tries = 0;
-        loop {
-            match rustix::fs::openat2(
-                self.root.fd(),
-                rel,
-                flags | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Err(Errno::AGAIN) if tries < EAGAIN_RETRIES => tries += 1,
-                other => return other,
+    /// `openat2(root, path, O_PATH|O_DIRECTORY, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`, in pieces
+    /// when `path` is longer than `PATH_MAX` ([`Root::open_beneath`]). For a cleaned path (no
+    /// `..`) without symlinks this is the directory a rooted resolution reaches.
+    fn open_direct(&self, path: &[u8]) -> Result<Direct, EntryError> {
+        match self.root.open_beneath(path, PATH_DIR) {
+            Ok(fd) => Ok(Direct::Found(fd)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error().map(Errno::from_raw_os_error),
+                    Some(Errno::NOENT | Errno::NOTDIR | Errno::LOOP)
+                ) =>
+            {
+                Ok(Direct::Walk)
             }
+            Err(e) => Err(EntryError::io("openat2", e)),
         }
     }
 
     /// The directory an entry named `parent/...` goes into, creating missing components as
     /// directories 0755 (owned by `owner` when given) the way `mkdir -p` would.
     ///
-    /// The common case is one `openat2(RESOLVE_IN_ROOT)`. When that fails (something is
-    /// missing, possibly behind a symlink that points at a path not created yet) the
+    /// The common case is one symlink-free `openat2`. When that fails (a symlink on the way, or
+    /// something missing, possibly behind a symlink that points at a path not created yet) the
     /// components are walked one by one instead; see [`Rooted::walk`].
     ///
     /// # Errors
@@ -71,27 +108,25 @@ impl Rooted {
         &self,
         parent: &[u8],
         owner: Option<(Uid, Gid)>,
-    ) -> Result<OwnedFd, EntryError> {
-        match self.open_in_root(parent, PATH_DIR) {
-            Ok(fd) => Ok(fd),
-            Err(Errno::NOENT) | Err(Errno::NOTDIR) => self
+    ) -> Result<Dir, EntryError> {
+        match self.open_direct(parent)? {
+            Direct::Found(fd) => Ok(Dir { fd, real: None }),
+            Direct::Walk => self
                 .walk(parent, Some(owner))?
                 .ok_or(EntryError::ParentNotDirectory),
-            Err(e) => Err(EntryError::io("openat2", e)),
         }
     }
 
-    /// The directory `dir` names when it exists (for whiteouts, hardlink targets): like
+    /// The directory `dir` names when it exists (hardlink targets, directory times): like
     /// [`Rooted::parent_dir`] but never creating anything. `Ok(None)` when it does not exist or
     /// is not a directory.
     ///
     /// # Errors
     /// Resolution failures other than absence.
-    pub(crate) fn existing_dir(&self, dir: &[u8]) -> Result<Option<OwnedFd>, EntryError> {
-        match self.open_in_root(dir, PATH_DIR) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(Errno::NOENT) | Err(Errno::NOTDIR) => self.walk(dir, None),
-            Err(e) => Err(EntryError::io("openat2", e)),
+    pub(crate) fn existing_dir(&self, dir: &[u8]) -> Result<Option<Dir>, EntryError> {
+        match self.open_direct(dir)? {
+            Direct::Found(fd) => Ok(Some(Dir { fd, real: None })),
+            Direct::Walk => self.walk(dir, None),
         }
     }
 
@@ -108,14 +143,17 @@ impl Rooted {
     /// `etc` whether or not `up` exists (HardlinkRelativeUpAndOut), and creating `up` would
     /// leave a stray directory.
     ///
-    /// Only ever reached when `RESOLVE_IN_ROOT` could not resolve the path, so it handles
-    /// symlinks to paths that do not exist yet (`var/run -> /run` with no `/run`), which the
-    /// kernel cannot create through.
+    /// Reached when the symlink-free open could not resolve the path: it follows symlinks as
+    /// `RESOLVE_IN_ROOT` would, also to paths that do not exist yet (`var/run -> /run` with no
+    /// `/run`), which the kernel cannot create through, and it records the real path.
+    /// Containment does not depend on the checks between calls: every step is an
+    /// `openat(O_NOFOLLOW)` from a directory fd already inside the root, and the only ways
+    /// back up (`..`, an absolute target) reopen from the root.
     fn walk(
         &self,
         path: &[u8],
         create: Option<Option<(Uid, Gid)>>,
-    ) -> Result<Option<OwnedFd>, EntryError> {
+    ) -> Result<Option<Dir>, EntryError> {
         let mut todo: VecDeque<Vec<u8>> = components(path).map(<[u8]>::to_vec).collect();
         let mut entered: Vec<Vec<u8>> = Vec::new();
         let mut cur = self.reopen(&entered)?;
@@ -171,22 +209,20 @@ impl Rooted {
                 },
             }
         }
-        Ok(Some(cur))
+        Ok(Some(Dir {
+            fd: cur,
+            real: Some(entered.join(&b'/')),
+        }))
     }
 
     /// Opens the directory reached by `entered` (real directories only, no symlinks) from the
-    /// root: `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`.
+    /// root: `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)` through [`Root::open_beneath`],
+    /// which also takes paths longer than `PATH_MAX`.
     fn reopen(&self, entered: &[Vec<u8>]) -> Result<OwnedFd, EntryError> {
         let path = entered.join(&b'/');
-        let path: &[u8] = if path.is_empty() { b"." } else { &path };
-        rustix::fs::openat2(
-            self.root.fd(),
-            path,
-            PATH_DIR | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| EntryError::io("openat2", e))
+        self.root
+            .open_beneath(&path, PATH_DIR)
+            .map_err(|e| EntryError::io("openat2", e))
     }
 }
 

@@ -1,6 +1,7 @@
 //! One apply in progress: what each entry becomes, in stream order, and the directory times
 //! set once every entry is in.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsFd;
 
@@ -12,7 +13,7 @@ use crate::error::{ApplyError, EntryError};
 use crate::header::EntryMeta;
 use crate::name::{classify, CleanName, Whiteout};
 use crate::opaque::Written;
-use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrPolicy};
+use crate::options::{OverlayWhiteouts, TrustedXattrs, XattrFailure, XattrPolicy};
 use crate::remove::remove_all;
 use crate::rooted::{readable, Rooted};
 use crate::stats::ApplyStats;
@@ -31,6 +32,7 @@ pub(crate) struct Options {
     pub aufs: bool,
     pub xattrs: XattrPolicy,
     pub trusted: TrustedXattrs,
+    pub xattr_failure: XattrFailure,
     pub preserve_owner: bool,
 }
 
@@ -42,8 +44,12 @@ pub(crate) struct Session {
     stats: ApplyStats,
     /// Paths written so far, for opaque markers (plain form only: overlay form never clears).
     written: Option<Written>,
-    /// Directories whose times are set after the last entry, in stream order (later wins).
-    dir_times: Vec<(CleanName, Timestamps)>,
+    /// Directories whose times are set after the last entry, one slot per distinct cleaned
+    /// path (a later entry for the same directory replaces the earlier times). The memory an
+    /// apply holds for them is bounded by the number of distinct directory names in the layer,
+    /// not by the number of directory entries: a stream repeating one directory entry
+    /// millions of times keeps one slot.
+    dir_times: HashMap<CleanName, Timestamps>,
     buf: Vec<u8>,
 }
 
@@ -54,7 +60,7 @@ impl Session {
             opts,
             root,
             stats: ApplyStats::default(),
-            dir_times: Vec::new(),
+            dir_times: HashMap::new(),
             buf: vec![0; COPY_BUFFER],
         }
     }
@@ -126,12 +132,7 @@ impl Session {
             }
             Whiteout::Opaque => self.opaque(name.parent())?,
             Whiteout::Remove(target) => self.whiteout(name.parent(), target, &meta)?,
-            Whiteout::None => {
-                self.write(&name, kind, &meta, entry)?;
-                if let Some(written) = &mut self.written {
-                    written.insert(name.path());
-                }
-            }
+            Whiteout::None => self.write(raw, &name, kind, &meta, entry)?,
         }
         Ok(())
     }
@@ -141,12 +142,15 @@ impl Session {
         self.opts.preserve_owner.then_some((Uid::ROOT, Gid::ROOT))
     }
 
-    /// `DIR/.wh..wh..opq`.
+    /// `DIR/.wh..wh..opq`. `DIR` is resolved in the root like any entry's parent, following
+    /// symlinks, and created when missing (containerd's `mkparent` runs before its whiteout
+    /// handling): the marker acts on the directory `DIR` resolves to, and in plain form clears
+    /// it of everything but what this layer wrote there, whatever name it was written by.
     fn opaque(&mut self, dir: &[u8]) -> Result<(), EntryError> {
+        let resolved = self.root.parent_dir(dir, self.implicit_owner())?;
         match self.opts.overlay {
             Some(form) => {
-                let fd = self.root.parent_dir(dir, self.implicit_owner())?;
-                let fd = readable(fd.as_fd())?;
+                let fd = readable(resolved.as_fd())?;
                 rustix::fs::fsetxattr(
                     &fd,
                     form.namespace.opaque_xattr(),
@@ -157,7 +161,7 @@ impl Session {
             }
             None => {
                 if let Some(written) = &self.written {
-                    written.clear(&self.root, dir)?;
+                    written.clear(&self.root, resolved.real_path(dir))?;
                 }
             }
         }
@@ -169,12 +173,14 @@ impl Session {
     /// overlay form writes a 0/0 character device there.
     ///
     /// `DIR` is resolved in the root, following symlinks as containerd's `RootPath` does
-    /// (WhiteoutSymlinkPath); when it does not exist the whiteout has nothing to hide
-    /// (WhiteoutDeadSymlinkParent).
+    /// (WhiteoutSymlinkPath), and its missing components are created as for any entry, as
+    /// containerd's `mkparent` does before it looks at whiteouts (so a whiteout below a dead
+    /// symlink creates the directory the link names, inside the root); a parent that is not a
+    /// directory is an error, as there.
     fn whiteout(&mut self, dir: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), EntryError> {
+        let fd = self.root.parent_dir(dir, self.implicit_owner())?;
         match self.opts.overlay {
             Some(_) => {
-                let fd = self.root.parent_dir(dir, self.implicit_owner())?;
                 write::special(
                     fd.as_fd(),
                     target,
@@ -187,9 +193,7 @@ impl Session {
                 }
             }
             None => {
-                if let Some(fd) = self.root.existing_dir(dir)? {
-                    remove_all(fd.as_fd(), target)?;
-                }
+                remove_all(fd.as_fd(), target)?;
             }
         }
         self.stats.whiteouts += 1;
@@ -199,16 +203,23 @@ impl Session {
     /// Writes an ordinary entry.
     fn write<R: Read>(
         &mut self,
+        raw: &[u8],
         name: &CleanName,
         kind: EntryType,
         meta: &EntryMeta,
         entry: &mut Entry<'_, R>,
     ) -> Result<(), Failed> {
         // Decide on every xattr before anything is written, so a refused entry leaves no trace.
-        let xattrs = xattr::select(&meta.xattrs, self.opts.xattrs, self.opts.trusted)?;
+        let xattrs = xattr::select(
+            &meta.xattrs,
+            self.opts.xattrs,
+            self.opts.trusted,
+            self.opts.xattr_failure,
+            raw,
+        )?;
         let owner = self.opts.preserve_owner;
-        let dir = self.root.parent_dir(name.parent(), self.implicit_owner())?;
-        let dir = dir.as_fd();
+        let resolved = self.root.parent_dir(name.parent(), self.implicit_owner())?;
+        let dir = resolved.as_fd();
         let base = name.base();
         let stats = &mut self.stats;
         match kind {
@@ -225,7 +236,7 @@ impl Session {
                 if existed {
                     xattr::remove_stale(fd.as_fd(), self.opts.xattrs, &xattrs)?;
                 }
-                self.dir_times.push((name.clone(), meta.times.clone()));
+                self.dir_times.insert(name.clone(), meta.times.clone());
                 stats.directories += 1;
             }
             EntryType::Symlink => {
@@ -238,9 +249,11 @@ impl Session {
                 stats.symlinks += 1;
             }
             EntryType::Link => {
-                // Hardlinks share the target's inode: its owner, mode and times came with the
-                // target's own entry, so nothing is applied here. Applying them would also
-                // reach through a link to a symlink (HardlinkSymlinkChmod).
+                // The link shares the target's inode, and like containerd (`Lchown`, xattrs,
+                // `lchmod`, `chtimes` on the new name) the link entry's owner, xattrs, mode and
+                // times are applied to it: the last entry naming an inode decides its metadata.
+                // None of it follows a symlink: a link to a symlink gets the owner, xattrs and
+                // times on the symlink itself and no mode (HardlinkSymlinkChmod).
                 let raw_target = entry.link_name().unwrap_or_default().to_vec();
                 let missing = || EntryError::LinkTarget {
                     target: raw_target.clone(),
@@ -256,6 +269,7 @@ impl Session {
                 if !write::hardlink(target_dir.as_fd(), target.base(), dir, base)? {
                     return Err(missing().into());
                 }
+                write::finish_at(dir, base, meta, owner, &xattrs, false, stats)?;
                 stats.hardlinks += 1;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -280,6 +294,11 @@ impl Session {
                 .into())
             }
         }
+        if let Some(written) = &mut self.written {
+            // Where the entry really is, so an opaque marker naming that directory by another
+            // path (through a symlink) still keeps it.
+            written.insert(resolved.real_path(name.parent()), base);
+        }
         Ok(())
     }
 
@@ -290,6 +309,7 @@ impl Session {
     /// [`ApplyError::Entry`] naming the directory.
     pub(crate) fn finish(mut self) -> Result<ApplyStats, ApplyError> {
         let applied = self.applied();
+        self.stats.dirs_deferred = self.dir_times.len() as u64;
         for (name, times) in std::mem::take(&mut self.dir_times) {
             let fail = |cause| ApplyError::Entry {
                 path: name.path().to_vec(),

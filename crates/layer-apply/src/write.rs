@@ -204,7 +204,7 @@ pub(crate) fn finish_fd(
     fd: BorrowedFd<'_>,
     meta: &EntryMeta,
     owner: bool,
-    xattrs: &Selected,
+    xattrs: &Selected<'_>,
     set_times: bool,
     stats: &mut ApplyStats,
 ) -> Result<(), EntryError> {
@@ -221,8 +221,9 @@ pub(crate) fn finish_fd(
     Ok(())
 }
 
-/// Gives a symlink, device or fifo `name` in `dir` its owner (`fchownat(AT_SYMLINK_NOFOLLOW)`),
-/// mode (devices and fifos only: symlinks have none), xattrs and times
+/// Gives a symlink, device, fifo or hardlinked inode `name` in `dir` its owner
+/// (`fchownat(AT_SYMLINK_NOFOLLOW)`), mode (unless `is_symlink`; and whatever the flag, never to
+/// an inode that turns out to be a symlink: symlinks have none), xattrs and times
 /// (`utimensat(AT_SYMLINK_NOFOLLOW)`). Nothing here follows the entry if it is a symlink.
 ///
 /// # Errors
@@ -232,7 +233,7 @@ pub(crate) fn finish_at(
     name: &[u8],
     meta: &EntryMeta,
     owner: bool,
-    xattrs: &Selected,
+    xattrs: &Selected<'_>,
     is_symlink: bool,
     stats: &mut ApplyStats,
 ) -> Result<(), EntryError> {
@@ -240,7 +241,7 @@ pub(crate) fn finish_at(
         chown_at(dir, name, meta.uid, meta.gid)?;
     }
     if !is_symlink {
-        chmod_special(dir, name, meta.mode)?;
+        chmod_nofollow(dir, name, meta.mode)?;
     }
     xattr::apply(Target::At(dir, name), xattrs, true, stats)?;
     rustix::fs::utimensat(dir, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
@@ -261,11 +262,12 @@ pub(crate) fn chown_at(
         .map_err(|e| EntryError::io("fchownat", e))
 }
 
-/// Sets the mode of the device or fifo `name` without opening it for I/O (which could block or
-/// wake a driver) and without following a symlink: open it `O_PATH|O_NOFOLLOW`, check its type
-/// on that fd, then `chmod` its `/proc/self/fd` link, as glibc's `fchmodat(AT_SYMLINK_NOFOLLOW)`
-/// does. Symlinks are left alone (Linux has no symlink modes).
-fn chmod_special(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<(), EntryError> {
+/// Sets the mode of the device, fifo or regular file `name` without opening it for I/O (which
+/// could block or wake a driver) and without following a symlink: open it `O_PATH|O_NOFOLLOW`,
+/// check its type on that fd, then `chmod` its `/proc/self/fd` link, as glibc's
+/// `fchmodat(AT_SYMLINK_NOFOLLOW)` does. Symlinks are left alone (Linux has no symlink modes);
+/// a regular file is only reached here through a hardlink entry.
+fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<(), EntryError> {
     let fd = rustix::fs::openat(
         dir,
         name,
@@ -277,7 +279,8 @@ fn chmod_special(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<(), Entr
     match meta.file_type() {
         fs_change::FileType::CharDevice
         | fs_change::FileType::BlockDevice
-        | fs_change::FileType::Fifo => {}
+        | fs_change::FileType::Fifo
+        | fs_change::FileType::Regular => {}
         _ => return Ok(()),
     }
     rustix::fs::chmodat(

@@ -9,35 +9,49 @@ use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 
 use crate::error::EntryError;
-use crate::options::{TrustedXattrs, XattrPolicy};
-use crate::stats::ApplyStats;
+use crate::options::{TrustedXattrs, XattrFailure, XattrPolicy};
+use crate::stats::{ApplyStats, XattrSkip};
 
 /// The attributes of one entry that the policy keeps, checked before anything is written.
 #[derive(Debug, Default)]
-pub(crate) struct Selected {
+pub(crate) struct Selected<'a> {
     /// (name, value) pairs to set.
     pub set: Vec<(CString, Vec<u8>)>,
     /// Attributes left out by policy.
     pub skipped: u64,
+    /// `trusted.*` names skipped (under [`TrustedXattrs::Skip`] or [`XattrFailure::Warn`]),
+    /// reported as warnings when the entry's attributes are applied.
+    pub trusted: Vec<Vec<u8>>,
+    /// The entry's name in the tar, for warnings.
+    pub entry: &'a [u8],
+    /// What a refused `setxattr` does.
+    pub failure: XattrFailure,
 }
 
-/// Splits `xattrs` into what `policy` applies and what it skips.
+/// Splits `xattrs` of the entry named `entry` into what `policy` applies and what it skips.
 ///
 /// # Errors
-/// [`EntryError::TrustedXattr`] for a `trusted.*` name under [`TrustedXattrs::Refuse`];
-/// [`EntryError::NulInName`] for a name holding a NUL byte.
-pub(crate) fn select(
+/// [`EntryError::TrustedXattr`] for a `trusted.*` name under [`TrustedXattrs::Refuse`] with
+/// [`XattrFailure::Fail`]; [`EntryError::NulInName`] for a name holding a NUL byte.
+pub(crate) fn select<'a>(
     xattrs: &[(Vec<u8>, Vec<u8>)],
     policy: XattrPolicy,
     trusted: TrustedXattrs,
-) -> Result<Selected, EntryError> {
-    let mut out = Selected::default();
+    failure: XattrFailure,
+    entry: &'a [u8],
+) -> Result<Selected<'a>, EntryError> {
+    let mut out = Selected {
+        entry,
+        failure,
+        ..Selected::default()
+    };
+    let skip_trusted = trusted == TrustedXattrs::Skip || failure == XattrFailure::Warn;
     for (name, value) in xattrs {
         if name.starts_with(b"trusted.") {
-            match trusted {
-                TrustedXattrs::Skip => out.skipped += 1,
-                _ => return Err(EntryError::TrustedXattr { name: name.clone() }),
+            if !skip_trusted {
+                return Err(EntryError::TrustedXattr { name: name.clone() });
             }
+            out.trusted.push(name.clone());
         } else if policy.allows(name) {
             let cname = CString::new(name.clone()).map_err(|_| EntryError::NulInName)?;
             out.set.push((cname, value.clone()));
@@ -46,6 +60,22 @@ pub(crate) fn select(
         }
     }
     Ok(out)
+}
+
+/// Whether `errno` from `setxattr` says the target will not take this attribute (as opposed
+/// to the file or the filesystem failing): what [`XattrFailure::Warn`] skips.
+fn unsettable(errno: Errno) -> bool {
+    matches!(
+        errno,
+        Errno::NOTSUP
+            | Errno::PERM
+            | Errno::ACCESS
+            | Errno::INVAL
+            | Errno::RANGE
+            | Errno::TOOBIG
+            | Errno::NOSPC
+            | Errno::DQUOT
+    )
 }
 
 /// Where attributes are set: an open regular file or directory, or a name inside a directory
@@ -86,30 +116,47 @@ pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&p))
 }
 
-/// Sets the selected attributes on `target`, counting them in `stats`.
+/// Sets the selected attributes on `target`, counting them in `stats`, and records a warning
+/// for every `trusted.*` one skipped.
 ///
-/// `ENOTSUP` (the filesystem has no such namespace) is skipped and counted, as containerd does;
-/// so is `EPERM` for `user.*` on anything but a regular file or directory, which Linux refuses
-/// by design.
+/// `ENOTSUP` (the filesystem has no such namespace) is skipped with a warning, as containerd
+/// does; so is `EPERM` for `user.*` on anything but a regular file or directory, which Linux
+/// refuses by design. Under [`XattrFailure::Warn`] so is any other refusal of the attribute
+/// itself (see [`unsettable`]).
 ///
 /// # Errors
-/// Any other failure.
+/// [`EntryError::SetXattr`] for any other failure.
 pub(crate) fn apply(
     target: Target<'_>,
-    selected: &Selected,
+    selected: &Selected<'_>,
     special: bool,
     stats: &mut ApplyStats,
 ) -> Result<(), EntryError> {
     stats.xattrs_skipped += selected.skipped;
+    for name in &selected.trusted {
+        stats.xattr_warning(selected.entry, name, XattrSkip::Trusted);
+    }
     for (name, value) in &selected.set {
-        match target.set(name, value) {
-            Ok(()) => stats.xattrs_set += 1,
-            Err(Errno::NOTSUP) => stats.xattrs_skipped += 1,
-            Err(Errno::PERM) if special && name.as_bytes().starts_with(b"user.") => {
-                stats.xattrs_skipped += 1
+        let errno = match target.set(name, value) {
+            Ok(()) => {
+                stats.xattrs_set += 1;
+                continue;
             }
-            Err(e) => return Err(EntryError::io("setxattr", e)),
+            Err(e) => e,
+        };
+        let skip = errno == Errno::NOTSUP
+            || (errno == Errno::PERM && special && name.as_bytes().starts_with(b"user."))
+            || (selected.failure == XattrFailure::Warn && unsettable(errno));
+        if !skip {
+            return Err(EntryError::SetXattr {
+                name: name.as_bytes().to_vec(),
+                source: errno.into(),
+            });
         }
+        let reason = XattrSkip::Refused {
+            errno: errno.raw_os_error(),
+        };
+        stats.xattr_warning(selected.entry, name.as_bytes(), reason);
     }
     Ok(())
 }
@@ -123,7 +170,7 @@ pub(crate) fn apply(
 pub(crate) fn remove_stale(
     dir: BorrowedFd<'_>,
     policy: XattrPolicy,
-    keep: &Selected,
+    keep: &Selected<'_>,
 ) -> Result<(), EntryError> {
     let names = loop {
         let size = match rustix::fs::flistxattr_query(dir) {

@@ -285,16 +285,51 @@ fn hardlink_to_root_is_an_error() {
 }
 
 #[test]
-fn hardlink_entry_does_not_change_the_target_metadata() {
+fn hardlink_entry_metadata_applies_to_the_inode() {
+    // containerd applies a link entry's owner, xattrs, mode and times to the new name, so to
+    // the shared inode: the last entry naming an inode decides.
+    if !rustix::process::geteuid().is_root() {
+        println!("SKIP: hardlink_entry_metadata_applies_to_the_inode: chown needs root");
+        return;
+    }
     let f = Fixture::new();
     f.apply_ok(
         &Tar::new()
-            .add(file("src", b"data").mode(0o600).owner(1, 1))
-            .add(link("src", "l").mode(0o777).owner(2, 2))
+            .add(file("src", b"data").mode(0o600).owner(1, 1).mtime(1_000))
+            .add(link("src", "l").mode(0o751).owner(2, 3).mtime(2_000))
             .finish(),
     );
-    let m = f.lstat("src");
-    assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 1));
+    for name in ["src", "l"] {
+        let m = f.lstat(name);
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()),
+            (0o751, 2, 3, 2_000),
+            "{name}"
+        );
+    }
+    assert_eq!(f.lstat("src").ino(), f.lstat("l").ino());
+}
+
+#[test]
+fn hardlink_entry_owner_on_a_symlink_stays_on_the_symlink() {
+    // A link to a symlink: the owner goes to the symlink itself (lchown), nothing is followed.
+    if !rustix::process::geteuid().is_root() {
+        println!("SKIP: hardlink_entry_owner_on_a_symlink_stays_on_the_symlink: chown needs root");
+        return;
+    }
+    let f = Fixture::new();
+    f.apply_ok(
+        &Tar::new()
+            .add(file("target", b"data").mode(0o644).owner(0, 0))
+            .add(symlink("target", "sym").owner(0, 0))
+            .add(link("sym", "l").mode(0o777).owner(5, 6))
+            .finish(),
+    );
+    let link = f.lstat("l");
+    assert!(link.file_type().is_symlink());
+    assert_eq!((link.uid(), link.gid()), (5, 6));
+    let target = f.lstat("target");
+    assert_eq!((target.mode() & 0o7777, target.uid()), (0o644, 0));
 }
 
 #[test]
@@ -539,4 +574,27 @@ fn apply_layer_from_path_and_reader() {
     assert!(matches!(missing, Err(ApplyError::Layer { .. })));
     let no_root = layer_apply::apply_layer(&tar[..], f.outside("no-such-root"));
     assert!(matches!(no_root, Err(ApplyError::Root { .. })));
+}
+
+#[test]
+fn error_messages_escape_control_bytes_of_hostile_names() {
+    // A name with a newline, an escape sequence and a bell, linking to a target with a raw
+    // non-UTF-8 byte and a backslash: the message stays one line of plain text, and each name
+    // is printed in fs-change's unambiguous escaped form.
+    let f = Fixture::new();
+    let err = f
+        .apply(
+            &Tar::new()
+                .add(link(b"tar\\get\xff\x07", b"evil\nname\x1b[2J"))
+                .finish(),
+        )
+        .expect_err("the link target is missing");
+    let msg = err.to_string();
+    assert!(!msg.chars().any(char::is_control), "{msg:?}");
+    assert!(msg.contains("evil\\nname\\x1b[2J"), "{msg}");
+    assert!(msg.contains("tar\\\\get\\xff\\x07"), "{msg}");
+    assert_eq!(
+        fs_change::escape::unescape("evil\\nname\\x1b[2J").as_deref(),
+        Some(&b"evil\nname\x1b[2J"[..])
+    );
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
+
 use common::*;
 use layer_apply::{ApplyError, EntryError};
 
@@ -67,19 +69,48 @@ fn whiteout_of_missing_name_is_a_no_op() {
     let stats = f.apply_ok(
         &Tar::new()
             .add(whiteout(".wh.nothing"))
-            .add(whiteout("nodir/.wh.nothing"))
-            .add(whiteout("top/.wh.under-a-file"))
+            .add(whiteout("d/.wh.nothing"))
             .finish(),
     );
-    assert_eq!(stats.whiteouts, 3);
-    assert!(!f.exists("nodir"), "a whiteout never creates its directory");
+    assert_eq!(stats.whiteouts, 2);
+    assert_eq!(names(&f, "d"), ["keep", "link", "old", "sub"]);
 }
 
 #[test]
-fn whiteout_does_not_create_parents() {
+fn whiteout_creates_missing_parents() {
+    // containerd runs `mkparent` for every entry before it looks at whiteouts: the parents of
+    // a whiteout are created 0755, root-owned when owners are kept, like any entry's.
     let f = Fixture::new();
-    f.apply_ok(&Tar::new().add(whiteout("a/b/.wh.c")).finish());
-    assert!(!f.exists("a"));
+    let stats = f.apply_ok(&Tar::new().add(whiteout("a/b/.wh.c")).finish());
+    assert_eq!(stats.whiteouts, 1);
+    for d in ["a", "a/b"] {
+        let m = f.lstat(d);
+        assert!(m.is_dir(), "{d}");
+        assert_eq!(m.mode() & 0o7777, 0o755, "{d}");
+    }
+    assert!(names(&f, "a/b").is_empty());
+}
+
+#[test]
+fn whiteout_below_a_file_is_an_error() {
+    // As in containerd (`mkparent`: ENOTDIR), a whiteout's parent that is not a directory
+    // stops the apply.
+    let f = Fixture::new();
+    lower(&f);
+    let err = f
+        .apply(&Tar::new().add(whiteout("top/.wh.under-a-file")).finish())
+        .expect_err("the parent is a file");
+    assert!(
+        matches!(
+            err,
+            ApplyError::Entry {
+                cause: EntryError::ParentNotDirectory,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(f.read("top"), b"top");
 }
 
 #[test]
@@ -186,11 +217,80 @@ fn opaque_root() {
 }
 
 #[test]
-fn opaque_missing_directory_is_a_no_op() {
+fn opaque_marker_creates_a_missing_directory() {
+    // containerd creates the marker's directory (`mkparent`) and then clears it: an empty
+    // directory.
     let f = Fixture::new();
     let stats = f.apply_ok(&Tar::new().add(whiteout("nope/.wh..wh..opq")).finish());
     assert_eq!(stats.opaque_dirs, 1);
-    assert!(!f.exists("nope"));
+    assert!(f.lstat("nope").is_dir());
+    assert!(names(&f, "nope").is_empty());
+}
+
+#[test]
+fn opaque_marker_keeps_what_the_layer_wrote_through_a_symlinked_parent() {
+    // `lnk/file` lands in real/: marking real/ opaque must keep it (containerd keys its
+    // unpacked paths by the resolved parent). The lower real/old goes.
+    let f = Fixture::new();
+    mkdir(&f.path("real"));
+    write(&f.path("real/old"), b"lower");
+    f.apply_ok(
+        &Tar::new()
+            .add(dir("real"))
+            .add(symlink("real", "lnk"))
+            .add(file("lnk/file", b"mine"))
+            .add(whiteout("real/.wh..wh..opq"))
+            .finish(),
+    );
+    assert_eq!(names(&f, "real"), ["file"]);
+    assert_eq!(f.read("real/file"), b"mine");
+    assert!(f.lstat("lnk").file_type().is_symlink());
+}
+
+#[test]
+fn opaque_marker_acts_on_the_directory_a_symlink_names() {
+    // The marker's directory is `lnk`, a lower symlink to real/: real/ is the directory made
+    // opaque; what the layer wrote there by its real name stays, the link itself stays.
+    let f = Fixture::new();
+    mkdir(&f.path("real/sub"));
+    write(&f.path("real/old"), b"lower");
+    write(&f.path("real/sub/deep"), b"lower");
+    std::os::unix::fs::symlink("/real", f.path("lnk")).unwrap_or_else(|e| panic!("{e}"));
+    f.apply_ok(
+        &Tar::new()
+            .add(file("real/new", b"mine"))
+            .add(file("real/sub/mine", b"mine"))
+            .add(whiteout("lnk/.wh..wh..opq"))
+            .finish(),
+    );
+    assert_eq!(names(&f, "real"), ["new", "sub"]);
+    assert_eq!(names(&f, "real/sub"), ["mine"]);
+    assert!(f.lstat("lnk").file_type().is_symlink());
+}
+
+#[test]
+fn opaque_marker_through_a_link_to_the_root_keeps_the_layer() {
+    // `x -> /` then `x/.wh..wh..opq` marks the root opaque: everything the lower tree had goes,
+    // every entry of this layer (before and after the marker, the link included) stays.
+    let f = Fixture::new();
+    lower(&f);
+    f.apply_ok(
+        &Tar::new()
+            .add(dir("etc"))
+            .add(file("etc/hostname", b"box"))
+            .add(file("d/keep", b"layer keep"))
+            .add(symlink("/", "x"))
+            .add(file("x/via-link", b"through x"))
+            .add(whiteout("x/.wh..wh..opq"))
+            .add(file("after", b"after"))
+            .finish(),
+    );
+    assert_eq!(names(&f, ""), ["after", "d", "etc", "via-link", "x"]);
+    assert_eq!(names(&f, "d"), ["keep"]);
+    assert_eq!(f.read("d/keep"), b"layer keep");
+    assert_eq!(f.read("etc/hostname"), b"box");
+    assert_eq!(f.read("via-link"), b"through x");
+    assert_eq!(f.readlink("x"), std::path::Path::new("/"));
 }
 
 #[test]

@@ -3,7 +3,10 @@
 mod common;
 
 use common::*;
-use layer_apply::{Applier, ApplyError, EntryError, TrustedXattrs, XattrPolicy};
+use layer_apply::{
+    Applier, ApplyError, EntryError, TrustedXattrs, XattrFailure, XattrPolicy, XattrSkip,
+    MAX_XATTR_WARNINGS,
+};
 
 fn get(f: &Fixture, rel: &str, name: &str) -> Option<Vec<u8>> {
     xattr::get(f.path(rel), name).unwrap_or_else(|e| panic!("getxattr {rel} {name}: {e}"))
@@ -156,6 +159,114 @@ fn trusted_xattrs_can_be_skipped() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(list(&f, "x"), ["user.fine"]);
     assert_eq!((stats.xattrs_set, stats.xattrs_skipped), (1, 1));
+    assert_eq!(stats.xattr_warnings.len(), 1);
+}
+
+#[test]
+fn unsettable_xattrs_warn_skips_trusted_and_reports_it() {
+    // containerd's behaviour: the trusted attribute is left out with a warning, the entry and
+    // the rest of the layer are applied.
+    let f = Fixture::new();
+    let stats = f
+        .apply_with(
+            wide(&f)
+                .preserve_owner(false)
+                .unsettable_xattrs(XattrFailure::Warn),
+            &Tar::new()
+                .add(file("before", b""))
+                .add(
+                    dir("d\n\x07")
+                        .xattr("trusted.overlay.opaque", b"y")
+                        .xattr("user.kept", b"1"),
+                )
+                .add(file("after", b"after"))
+                .finish(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(f.lstat("d\n\x07").is_dir());
+    assert_eq!(list(&f, "d\n\x07"), ["user.kept"]);
+    assert_eq!(f.read("after"), b"after");
+    assert_eq!(stats.xattrs_unsettable, 1);
+    let [w] = &stats.xattr_warnings[..] else {
+        panic!("{:?}", stats.xattr_warnings);
+    };
+    assert_eq!(
+        (&w.path[..], &w.name[..], w.reason),
+        (
+            &b"d\n\x07"[..],
+            &b"trusted.overlay.opaque"[..],
+            XattrSkip::Trusted
+        )
+    );
+    let text = w.to_string();
+    assert!(text.contains("entry d\\n\\x07:"), "{text}");
+    assert!(text.contains("trusted.overlay.opaque"), "{text}");
+}
+
+#[test]
+fn an_xattr_the_kernel_refuses_fails_by_default_and_warns_when_asked() {
+    // A capability blob the kernel cannot parse: EINVAL as root, EPERM without CAP_SETFCAP.
+    // Either way the default stops, and Warn applies the file without it.
+    let layer = Tar::new()
+        .add(file("bin/tool", b"elf").xattr("security.capability", b"junk"))
+        .add(file("after", b"after"))
+        .finish();
+    let f = Fixture::new();
+    let err = f
+        .apply_with(Applier::new(&f.root).preserve_owner(false), &layer)
+        .expect_err("the capability cannot be set");
+    match &err {
+        ApplyError::Entry {
+            cause: EntryError::SetXattr { name, .. },
+            path,
+            ..
+        } => {
+            assert_eq!(name, b"security.capability");
+            assert_eq!(path, b"bin/tool");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("security.capability"), "{err}");
+
+    let f = Fixture::new();
+    let stats = f
+        .apply_with(
+            Applier::new(&f.root)
+                .preserve_owner(false)
+                .unsettable_xattrs(XattrFailure::Warn),
+            &layer,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(f.read("bin/tool"), b"elf");
+    assert_eq!(get(&f, "bin/tool", "security.capability"), None);
+    assert_eq!(f.read("after"), b"after");
+    let [w] = &stats.xattr_warnings[..] else {
+        panic!("{:?}", stats.xattr_warnings);
+    };
+    assert_eq!(&w.name[..], b"security.capability");
+    assert!(matches!(w.reason, XattrSkip::Refused { .. }), "{w:?}");
+}
+
+#[test]
+fn xattr_warnings_are_bounded_and_all_counted() {
+    const FILES: usize = MAX_XATTR_WARNINGS + 50;
+    let f = Fixture::new();
+    let mut tar = Tar::new();
+    for i in 0..FILES {
+        tar = tar.add(file(format!("f{i}"), b"").xattr("trusted.x", b"1"));
+    }
+    let stats = f
+        .apply_with(
+            Applier::new(&f.root)
+                .preserve_owner(false)
+                .unsettable_xattrs(XattrFailure::Warn),
+            &tar.finish(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.regular, FILES as u64);
+    assert_eq!(stats.xattrs_unsettable, FILES as u64);
+    assert_eq!(stats.xattr_warnings.len(), MAX_XATTR_WARNINGS);
+    assert_eq!(stats.xattr_warnings[0].path, b"f0");
 }
 
 #[test]
