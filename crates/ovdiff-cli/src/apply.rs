@@ -7,7 +7,7 @@ use std::io::{self, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ovdiff::apply::{Applier, OverlayWhiteouts};
+use ovdiff::apply::{Applier, OverlayWhiteouts, XattrFailure};
 use ovdiff::Diff;
 
 use crate::args::ApplyArgs;
@@ -102,7 +102,12 @@ pub(crate) fn run(a: ApplyArgs) -> Result<ExitCode, Failure> {
     };
     let mut applier = Applier::new(&dir)
         .xattr_policy(a.xattrs.applier())
-        .preserve_owner(rustix::process::geteuid().is_root());
+        .preserve_owner(rustix::process::geteuid().is_root())
+        .unsettable_xattrs(if a.skip_unsettable_xattrs {
+            XattrFailure::Warn
+        } else {
+            XattrFailure::Fail
+        });
     applier = match &target {
         Target::Driver {
             form: Form::Aufs, ..
@@ -117,6 +122,13 @@ pub(crate) fn run(a: ApplyArgs) -> Result<ExitCode, Failure> {
     let stats = applier
         .apply(reader)
         .map_err(|e| Failure::Run(format!("applying {name} to {}: {e}", dir.display())))?;
+    for w in &stats.xattr_warnings {
+        crate::ui::warn(format_args!("{w}"));
+    }
+    let unlisted = stats.xattrs_unsettable - stats.xattr_warnings.len() as u64;
+    if unlisted > 0 {
+        crate::ui::warn(format_args!("{unlisted} more xattrs skipped"));
+    }
     crate::ui::status(format_args!(
         "applied {} entries from {name} to {} ({} files, {} dirs, {} whiteouts, {} \
          opaque, {} written)",

@@ -213,6 +213,10 @@ pub(crate) struct ApplyArgs {
     /// security.ima and POSIX ACLs (all).
     #[arg(long, value_enum, default_value_t = XattrsArg::Compat)]
     pub(crate) xattrs: XattrsArg,
+    /// Skip trusted.* xattrs and any xattr the kernel refuses, with a warning each, and go on
+    /// (what containerd does); by default such an xattr stops the apply with an error.
+    #[arg(long)]
+    pub(crate) skip_unsettable_xattrs: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,11 @@ pub(crate) fn status(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Prints `ovdiff: warning: LINE` on stderr, `--quiet` or not: a warning is never silenced.
+pub(crate) fn warn(line: std::fmt::Arguments<'_>) {
+    eprintln!("ovdiff: warning: {line}");
+}
+
 /// `12.3 MiB`.
 pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -871,6 +871,59 @@ fn io_errors_exit_1_naming_the_path_and_leave_no_output_file() {
 }
 
 #[test]
+fn apply_skips_unsettable_xattrs_with_a_warning_only_when_asked() {
+    use treegen::rawtar::{RawEntry, RawTar};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layer = tmp.path().join("trusted.tar");
+    let tar = RawTar::new()
+        .add(RawEntry::file("etc/motd", b"hello\n").xattr("trusted.overlay.opaque", b"y"))
+        .add(RawEntry::file("etc/issue", b"box\n"))
+        .finish();
+    std::fs::write(&layer, tar).expect("write layer");
+
+    let strict = tmp.path().join("strict");
+    std::fs::create_dir(&strict).expect("mkdir");
+    let o = ovdiff(["apply", "-i", p(&layer), p(&strict)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("trusted.overlay.opaque"),
+        "{}",
+        stderr(&o)
+    );
+
+    let lenient = tmp.path().join("lenient");
+    std::fs::create_dir(&lenient).expect("mkdir");
+    let o = ovdiff([
+        "apply",
+        "--skip-unsettable-xattrs",
+        "--quiet",
+        "-i",
+        p(&layer),
+        p(&lenient),
+    ]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one warning, even with --quiet: {err}"
+    );
+    assert!(
+        err.contains("warning:") && err.contains("trusted.overlay.opaque"),
+        "{err}"
+    );
+    assert!(err.contains("etc/motd"), "{err}");
+    assert_eq!(
+        std::fs::read(lenient.join("etc/motd")).expect("read"),
+        b"hello\n"
+    );
+    assert_eq!(
+        std::fs::read(lenient.join("etc/issue")).expect("read"),
+        b"box\n"
+    );
+}
+
+#[test]
 fn refuses_to_write_a_layer_to_a_terminal() {
     if !tool("script") {
         eprintln!("SKIP: terminal refusal: util-linux script(1) is not installed");
