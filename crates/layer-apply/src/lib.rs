@@ -125,3 +125,8 @@ mod send_sync {
         assert_send_sync::<super::ApplyError>();
     }
 }
+
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
