@@ -57,7 +57,7 @@ mod remove;
 mod rooted;
 mod session;
 mod stats;
-mod tar_stream;
+pub mod tar_stream;
 mod write;
 mod xattr;
 

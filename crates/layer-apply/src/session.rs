@@ -87,7 +87,7 @@ impl Session {
     }
 
     fn entry_inner<R: Read>(&mut self, raw: &[u8], entry: &mut Entry<'_, R>) -> Result<(), Failed> {
-        let kind = entry.header().entry_type();
+        let kind = entry.kind();
         if matches!(
             kind,
             EntryType::XGlobalHeader
