@@ -83,9 +83,8 @@ pub(crate) fn format(block: &[u8; BLOCK]) -> Format {
 /// `InvalidData` naming the first numeric field that does not decode.
 pub(crate) fn decode(block: &[u8; BLOCK]) -> io::Result<Fields> {
     let num = |name: &str, range: std::ops::Range<usize>| {
-        go_numeric(&block[range]).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{name} field: {e}"))
-        })
+        go_numeric(&block[range])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name} field: {e}")))
     };
     let format = format(block);
     let mut f = Fields {
@@ -181,8 +180,8 @@ pub(crate) fn go_numeric(field: &[u8]) -> Result<i64, String> {
                 }
                 x = x << 8 | u64::from(c);
             }
-            let v = i64::try_from(x)
-                .map_err(|_| format!("base-256 number too large: {}", shown()))?;
+            let v =
+                i64::try_from(x).map_err(|_| format!("base-256 number too large: {}", shown()))?;
             return Ok(if inv == 0xff { !v } else { v });
         }
     }
@@ -287,7 +286,15 @@ mod tests {
         assert_eq!(t("+12.5"), Some((12, 500_000_000)));
         assert_eq!(t("-1.5"), Some((-2, 500_000_000)));
         assert_eq!(t("-0.5"), Some((-1, 500_000_000)));
-        for bad in ["", ".", "1.2.3", "x", "-", "1.-2", "99999999999999999999999"] {
+        for bad in [
+            "",
+            ".",
+            "1.2.3",
+            "x",
+            "-",
+            "1.-2",
+            "99999999999999999999999",
+        ] {
             assert_eq!(t(bad), None, "{bad}");
         }
     }

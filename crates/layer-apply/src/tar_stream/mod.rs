@@ -36,12 +36,12 @@ use std::io::{self, Read};
 
 use tar::{EntryType, Header};
 
+use block::{parse_int, pax_time, BLOCK};
 pub use block::{Fields, Time};
-use block::{pax_time, parse_int, BLOCK};
 pub use pax::PaxRecords;
 use sparse::Segment;
-pub use strict::{Strict, StrictError};
 use strict::strict;
+pub use strict::{Strict, StrictError};
 
 /// Size of a tar block, as a stream offset.
 const BLOCK64: u64 = BLOCK as u64;
@@ -262,7 +262,11 @@ impl<R: Read> TarReader<R> {
             fields.linkname = link;
         }
         if fields.typeflag == 0 {
-            fields.typeflag = if fields.name.ends_with(b"/") { b'5' } else { b'0' };
+            fields.typeflag = if fields.name.ends_with(b"/") {
+                b'5'
+            } else {
+                b'0'
+            };
         }
         let stored = if header_only(fields.typeflag) {
             0
@@ -297,9 +301,8 @@ impl<R: Read> TarReader<R> {
                 .non_empty(b"GNU.sparse.size")
                 .or_else(|| pax.non_empty(b"GNU.sparse.realsize"));
             if let Some(size) = size {
-                fields.size = parse_int(size).ok_or_else(|| {
-                    invalid(format!("entry at offset {at}: bad GNU sparse size"))
-                })?;
+                fields.size = parse_int(size)
+                    .ok_or_else(|| invalid(format!("entry at offset {at}: bad GNU sparse size")))?;
             }
             let chunks = if is_1x0 {
                 sparse::map_1x0(|| {
@@ -993,7 +996,10 @@ mod tests {
         assert_eq!(seen[1].1.as_deref(), Some(&b"target"[..]));
         assert_eq!(seen[2].4, [(b"comment".to_vec(), b"g".to_vec())]);
         assert_eq!(seen[3].3, b"data");
-        assert!(seen[3].4.is_empty(), "a global header's records are its own");
+        assert!(
+            seen[3].4.is_empty(),
+            "a global header's records are its own"
+        );
     }
 
     #[test]
@@ -1009,7 +1015,11 @@ mod tests {
             file(&mut tar, b"after", b"x");
             let seen = ok(&finish(tar));
             let names: Vec<_> = seen.iter().map(|s| s.0.as_slice()).collect();
-            assert_eq!(names, [&b"etc/"[..], b"etc/motd", b"lnk", b"after"], "{kind}");
+            assert_eq!(
+                names,
+                [&b"etc/"[..], b"etc/motd", b"lnk", b"after"],
+                "{kind}"
+            );
             assert_eq!((seen[0].2, seen[0].3.len()), (0, 0));
             assert_eq!(seen[1].3, b"harmless");
         }
@@ -1095,7 +1105,10 @@ mod tests {
         for cut in body + 512..=complete.len() {
             match read_all(&complete[..cut]) {
                 Ok((seen, end)) => {
-                    assert!(cut == body + 512 || cut >= body + 1024, "cut {cut} accepted");
+                    assert!(
+                        cut == body + 512 || cut >= body + 1024,
+                        "cut {cut} accepted"
+                    );
                     assert_eq!((seen.len(), end), (2, Some(End::Marker)));
                 }
                 Err(e) => {

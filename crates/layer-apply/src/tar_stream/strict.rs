@@ -35,7 +35,9 @@ pub enum Strict {
 impl fmt::Display for Strict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Strict::SharedNumbers => "numbers that frame the stream must read alike in every reader",
+            Strict::SharedNumbers => {
+                "numbers that frame the stream must read alike in every reader"
+            }
             Strict::DuplicateExtension => "one extension header of each kind per entry",
             Strict::DanglingExtension => "an extension header needs its entry",
             Strict::CutPadding => "no stream end inside padding",
