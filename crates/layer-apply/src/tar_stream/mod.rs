@@ -254,6 +254,12 @@ impl<R: Read> TarReader<R> {
     ) -> io::Result<Entry<'_, R>> {
         let pax = pending.pax.unwrap_or_default();
         let header_size = fields.size;
+        // Go frames the header as read before merging anything into it: a type that holds
+        // data (`\0` included, though a trailing slash makes it a directory) may not have a
+        // negative size.
+        if header_size < 0 && !header_only(fields.typeflag) {
+            return Err(invalid(format!("header at offset {at}: negative size")));
+        }
         merge_pax(&mut fields, &pax).map_err(|e| invalid(format!("entry at offset {at}: {e}")))?;
         if let Some(name) = pending.long_name.filter(|n| !n.is_empty()) {
             fields.name = name;
