@@ -92,7 +92,7 @@ impl PaxRecords {
             // GNU sparse 0.0: `offset` and `numbytes` alternate, one record per chunk; Go
             // folds them into one `GNU.sparse.map` (the 0.1 form), as done here.
             if key == SPARSE_OFFSET || key == SPARSE_NUMBYTES {
-                let want = if sparse_map.len() % 2 == 0 {
+                let want = if sparse_map.len().is_multiple_of(2) {
                     SPARSE_OFFSET
                 } else {
                     SPARSE_NUMBYTES
