@@ -121,7 +121,12 @@ pub fn read(stream: &[u8]) -> Outcome {
     loop {
         match r.next() {
             Ok(Some(e)) => entries.push(e),
-            Ok(None) => return Outcome { entries, error: None },
+            Ok(None) => {
+                return Outcome {
+                    entries,
+                    error: None,
+                }
+            }
             Err(e) => {
                 return Outcome {
                     entries,
@@ -182,7 +187,11 @@ impl Reader<'_> {
             let Some((mut hdr, raw)) = self.header()? else {
                 return Ok(None);
             };
-            let nb = if is_header_only(hdr.typeflag) { 0 } else { hdr.size };
+            let nb = if is_header_only(hdr.typeflag) {
+                0
+            } else {
+                hdr.size
+            };
             if nb < 0 {
                 return Err("negative size".into());
             }
@@ -229,9 +238,17 @@ impl Reader<'_> {
                         hdr.linkname = long_link;
                     }
                     if hdr.typeflag == 0 {
-                        hdr.typeflag = if hdr.name.last() == Some(&b'/') { b'5' } else { b'0' };
+                        hdr.typeflag = if hdr.name.last() == Some(&b'/') {
+                            b'5'
+                        } else {
+                            b'0'
+                        };
                     }
-                    let nb = if is_header_only(hdr.typeflag) { 0 } else { hdr.size };
+                    let nb = if is_header_only(hdr.typeflag) {
+                        0
+                    } else {
+                        hdr.size
+                    };
                     if nb < 0 {
                         return Err("negative size".into());
                     }
@@ -281,7 +298,10 @@ impl Reader<'_> {
                     if block[at] == 0 {
                         break;
                     }
-                    chunks.push((number(&block[at..at + 12])?, number(&block[at + 12..at + 24])?));
+                    chunks.push((
+                        number(&block[at..at + 12])?,
+                        number(&block[at + 12..at + 24])?,
+                    ));
                 }
                 if block[flag] == 0 {
                     break;
@@ -386,7 +406,10 @@ impl Reader<'_> {
             .and_then(decimal)
             .filter(|&n| n >= 0)
             .ok_or("bad sparse 1.0 count")?;
-        let want = usize::try_from(count).map_err(|_| "count")?.checked_mul(2).ok_or("count")?;
+        let want = usize::try_from(count)
+            .map_err(|_| "count")?
+            .checked_mul(2)
+            .ok_or("count")?;
         // Count newlines after the first, reading blocks until there are enough.
         while lines(&text) - 1 < want {
             block(&mut text, self)?;
@@ -484,8 +507,16 @@ fn decode(b: &[u8; BLOCK]) -> Result<Header, String> {
             h.ctime = Some((number(&b[488..500])?, 0));
         }
         _ => {
-            let a = if b[345] != 0 { Some(number(&b[345..357])) } else { None };
-            let c = if b[357] != 0 { Some(number(&b[357..369])) } else { None };
+            let a = if b[345] != 0 {
+                Some(number(&b[345..357]))
+            } else {
+                None
+            };
+            let c = if b[357] != 0 {
+                Some(number(&b[357..369]))
+            } else {
+                None
+            };
             if matches!(a, Some(Err(_))) || matches!(c, Some(Err(_))) {
                 let p = cstring(&b[345..500]);
                 if p.iter().all(|&x| x < 0x80) {
