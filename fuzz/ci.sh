@@ -66,6 +66,8 @@ target_flags() {
     fi
     case "$t" in
         apply_hostile) flags+=(-max_len=65536) ;;
+        # Its seeds are GNU tar archives of every format, sparse ones up to 23 KB.
+        tar_reader_parity) flags+=(-max_len=32768) ;;
         mount_options) flags+=(-max_len=4096) ;;
         # These start worker threads (read-ahead, the parallel walker) whose thread-local
         # destructor records LeakSanitizer reports as leaked when a run ends while a worker is

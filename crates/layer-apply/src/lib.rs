@@ -61,6 +61,34 @@
 //! - **Malformed streams.** The tar reader refuses some streams Go's reader accepts; each such
 //!   rule is listed with [`ApplyError::Stream`].
 //!
+//! # Reading the tar stream
+//!
+//! The stream is split into entries exactly as Go's `archive/tar` splits it (containerd,
+//! BuildKit, Docker and podman read layers with it), so no layer shows ovdiff other files than
+//! it shows them: directories, links, devices and fifos carry no data whatever their size says,
+//! PAX and GNU long name/link headers count whatever their magic, sparse entries (old GNU and
+//! PAX 0.0, 0.1, 1.0) apply as the real file with its holes left as holes, never written
+//! zeros (a declared size the filesystem cannot hold is an error before any data is written).
+//! See [`tar_stream`]; `tests/go_differential.rs` checks it against Go itself.
+//!
+//! Where ovdiff refuses a stream Go reads, the refusal is deliberate, carries a
+//! [`tar_stream::StrictError`], and is one of these ([`tar_stream::Strict`]):
+//!
+//! - a size field that frames data, or the checksum field, that `tar` 0.4 would read as
+//!   another number than Go (a leading NUL, an all-NUL or all-space size field);
+//! - two PAX, two GNU long name or two GNU long link headers before one entry (Go takes the
+//!   last, other readers the first);
+//! - a PAX, long name or long link header with no entry after it: followed by the end of the
+//!   stream, the end-of-archive marker or a global header (Go drops it);
+//! - a stream ending inside the padding after an entry's or extension header's data (Go takes
+//!   it as a clean end);
+//! - an old GNU sparse map that GNU tar would not write: a data chunk other than the last that
+//!   is not a whole number of blocks, or a map that does not end at the real size;
+//! - a sparse map of more than 2^20 chunks;
+//! - a global PAX header whose records do not decode (Go applies a random subset of them).
+//!
+//! The applier adds rules of its own on top of the reader's (see [`Applier`]).
+//!
 //! ```
 //! use layer_apply::{Applier, XattrPolicy};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -103,7 +131,7 @@ mod remove;
 mod rooted;
 mod session;
 mod stats;
-mod tar_stream;
+pub mod tar_stream;
 mod write;
 mod xattr;
 

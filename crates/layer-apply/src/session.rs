@@ -93,7 +93,7 @@ impl Session {
     }
 
     fn entry_inner<R: Read>(&mut self, raw: &[u8], entry: &mut Entry<'_, R>) -> Result<(), Failed> {
-        let kind = entry.header().entry_type();
+        let kind = entry.kind();
         if matches!(
             kind,
             EntryType::XGlobalHeader
@@ -101,8 +101,8 @@ impl Session {
                 | EntryType::GNULongName
                 | EntryType::GNULongLink
         ) {
-            // Global PAX headers carry nothing we apply; the others only reach us when their
-            // header has no ustar/GNU magic, so the reader did not fold them into an entry.
+            // Global PAX headers carry nothing we apply (the reader folds every x, L and K
+            // header into its entry, so only they reach us).
             self.stats.skipped += 1;
             return Ok(());
         }
@@ -225,7 +225,12 @@ impl Session {
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let size = entry.size();
-                let file = write::regular(dir, base, entry, size, &mut self.buf)?;
+                let file = if entry.is_sparse() {
+                    let next = &mut |buf: &mut [u8]| entry.read_chunk(buf);
+                    write::sparse(dir, base, next, size, &mut self.buf)?
+                } else {
+                    write::regular(dir, base, entry, size, &mut self.buf)?
+                };
                 write::finish_fd(file.as_fd(), meta, owner, &xattrs, true, stats)?;
                 stats.regular += 1;
                 stats.bytes_written += size;

@@ -78,8 +78,7 @@ pub struct ApplyStats {
     /// `.wh..wh..opq` markers applied: children cleared, or in overlay form the opaque xattr set.
     pub opaque_dirs: u64,
     /// Entries read and deliberately not applied: AUFS `.wh..wh.*` metadata, names that resolve
-    /// to the root itself, PAX global headers, and extension headers the tar reader did not
-    /// consume.
+    /// to the root itself, and PAX global headers.
     pub skipped: u64,
     /// Bytes of regular file content written.
     pub bytes_written: u64,

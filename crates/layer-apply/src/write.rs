@@ -17,6 +17,7 @@ use crate::header::EntryMeta;
 use crate::remove::remove_all;
 use crate::rooted::READ_DIR;
 use crate::stats::ApplyStats;
+use crate::tar_stream::Chunk;
 use crate::xattr::{self, proc_path, Selected, Target};
 
 /// Why writing an entry stopped: the filesystem, or the tar stream under it.
@@ -66,11 +67,7 @@ pub(crate) fn regular(
     size: u64,
     buf: &mut [u8],
 ) -> Result<File, Failed> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = create_replacing(dir, name, "openat", || {
-        rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
-    })?;
-    let mut file = File::from(fd);
+    let mut file = create_file(dir, name)?;
     let mut left = size;
     while left > 0 {
         let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
@@ -90,6 +87,84 @@ pub(crate) fn regular(
         left -= n as u64;
     }
     Ok(file)
+}
+
+/// Creates the regular file `name` (mode 0600 until [`finish_fd`]) for a sparse entry of
+/// `size` bytes whose content `next_chunk` gives run by run (data read into `buf`, or holes),
+/// and writes only the data: holes stay holes, never written zeros.
+///
+/// The file is first given its full size with `ftruncate`, which allocates nothing. That is
+/// also the check that the filesystem can hold a file this large: the kernel refuses a
+/// length past the filesystem's maximum file size (`EFBIG`, `EINVAL`) before any data is
+/// written, and the file is then removed again, so a tar declaring a 1 TiB file on a
+/// filesystem that cannot hold one fails at once, cleanly. (Free space is no bound here:
+/// holes take none, and data past it fails with `ENOSPC` like any write.)
+///
+/// # Errors
+/// [`Failed::Read`] when the stream fails or ends inside the data; [`Failed::Entry`] when
+/// creating, sizing or writing the file fails.
+pub(crate) fn sparse(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    next_chunk: &mut dyn FnMut(&mut [u8]) -> io::Result<Chunk>,
+    size: u64,
+    buf: &mut [u8],
+) -> Result<File, Failed> {
+    use std::os::unix::fs::FileExt;
+
+    let file = create_file(dir, name)?;
+    let too_large = |e: io::Error| {
+        let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+        let cause = if matches!(errno, Some(Errno::FBIG) | Some(Errno::INVAL)) {
+            io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the sparse file's declared size of {size} bytes is more than this                      filesystem holds in one file ({e})"
+                ),
+            )
+        } else {
+            e
+        };
+        EntryError::io("ftruncate", cause)
+    };
+    if let Err(e) = file.set_len(size) {
+        // Nothing of this entry may stay behind: remove the empty file just created.
+        drop(file);
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+        return Err(Failed::Entry(too_large(e)));
+    }
+    let mut at: u64 = 0;
+    loop {
+        let n = match next_chunk(buf) {
+            Ok(Chunk::End) => break,
+            Ok(Chunk::Hole(n)) => {
+                at = at.saturating_add(n);
+                continue;
+            }
+            Ok(Chunk::Data(n)) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failed::Read(e)),
+        };
+        file.write_all_at(&buf[..n], at)
+            .map_err(|e| Failed::Entry(EntryError::io("pwrite", e)))?;
+        at += n as u64;
+    }
+    if at != size {
+        return Err(Failed::Read(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("sparse content ends at {at}, its size is {size}"),
+        )));
+    }
+    Ok(file)
+}
+
+/// `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` of a regular file (mode 0600), replacing what is there.
+fn create_file(dir: BorrowedFd<'_>, name: &[u8]) -> Result<File, EntryError> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = create_replacing(dir, name, "openat", || {
+        rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
+    })?;
+    Ok(File::from(fd))
 }
 
 /// Makes `name` a directory: kept as is when it already is one (a directory over a directory

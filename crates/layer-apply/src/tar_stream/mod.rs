@@ -1,41 +1,50 @@
-//! The tar reader the applier runs on: header blocks checked, extension headers folded into
-//! the entry they describe, each entry's data a bounded reader.
+//! The tar reader the applier runs on. It splits any byte stream into the entries Go's
+//! `archive/tar.Reader` (containerd's, BuildKit's, Docker's, podman's reader) yields, with the
+//! same names, types, sizes, link targets, ids, times, PAX records, device numbers and data,
+//! or fails where Go fails, or where a [`Strict`] rule refuses what Go reads. The rules:
 //!
-//! It reads what Go's `archive/tar` (containerd's reader) and `tar` 0.4 read, with PAX records
-//! split by their length prefix so values may hold any byte (see [`pax`]):
-//!
-//! - every non-zero header block's checksum is verified, as an unsigned or a signed byte sum;
-//! - the fields that frame the stream (size, checksum) are taken only when Go's and `tar`
-//!   0.4's decoding agree on them, so no other reader splits the stream differently;
-//! - a local PAX header (`x`) gives the next entry `path`, `linkpath` and `size` (and, through
-//!   [`Entry::pax`], `uid`, `gid`, `mtime`, `atime` and `SCHILY.xattr.*` to
-//!   [`crate::header::EntryMeta`]); an empty value keeps the header's field;
-//! - GNU long name (`L`) and long link (`K`) headers give the next entry its name or link
-//!   target (one trailing NUL dropped), winning over PAX `path`/`linkpath`;
-//! - those three are folded only when their header has ustar or GNU magic, and each at most
-//!   once per entry; a global PAX header (`g`) is an entry of its own, for the caller to skip;
-//! - old GNU sparse entries (`S`) read as their real size, holes as zeros ([`sparse`]);
-//! - the first zero block ends the archive ([`End::Marker`]); a stream ending cleanly at a
-//!   header boundary is told apart ([`End::Eof`]).
+//! - a block of zeros followed by a second one (or the end of the stream) ends the archive;
+//!   a zero block followed by anything else is an error. Every other block is a header whose
+//!   checksum (unsigned or signed byte sum) must match;
+//! - a header's fields decode as Go decodes them ([`Fields`]): a number that does not decode
+//!   fails the header, whatever its type;
+//! - PAX (`x`), GNU long name (`L`) and long link (`K`) headers, whatever their magic, give
+//!   the next entry its records, name and link target. PAX records are split by their length
+//!   prefix, so values may hold any byte ([`PaxRecords`]); a long name or link ends at its
+//!   first NUL; an empty one, or an empty PAX value, keeps the header's field;
+//! - a global PAX header (`g`) is an entry of its own, named by its header (or its `path`
+//!   record), with its records and nothing else;
+//! - directories, symlinks, hardlinks, fifos and devices have no data, whatever size the
+//!   header or a PAX `size` record says: the next header follows theirs directly. A type
+//!   `\0` entry is a directory when its name ends in `/`, else a regular file;
+//! - sparse entries, old GNU (`S`) or GNU PAX 0.0, 0.1 and 1.0, read as their real size with
+//!   their name from `GNU.sparse.name`; holes read as zeros, or come out as holes through
+//!   [`Entry::read_chunk`].
 //!
 //! Every failure is an [`io::Error`]: `UnexpectedEof` for a stream cut inside a header, an
-//! extension's data or an entry's data or padding, `InvalidData` for a corrupt header, and
-//! each says what was being read and at which stream offset.
+//! extension's data or an entry's data, `InvalidData` for a corrupt header; each says what
+//! was being read and at which stream offset. A refusal under a stricter rule carries a
+//! [`StrictError`].
 
+mod block;
 mod pax;
 mod sparse;
+mod strict;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
 use tar::{EntryType, Header};
 
-use crate::header::numeric;
-pub(crate) use pax::PaxRecords;
+use block::{parse_int, pax_time, BLOCK};
+pub use block::{Fields, Time};
+pub use pax::PaxRecords;
 use sparse::Segment;
+use strict::strict;
+pub use strict::{Strict, StrictError};
 
-/// Size of a tar block.
-const BLOCK: u64 = 512;
+/// Size of a tar block, as a stream offset.
+const BLOCK64: u64 = BLOCK as u64;
 
 /// Largest extension header data (PAX records, GNU long name or link) read into memory:
 /// 1 MiB, as Go's `archive/tar` allows.
@@ -43,16 +52,28 @@ const MAX_EXTENSION: u64 = 1 << 20;
 
 /// How the archive ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    /// A zero block: the end-of-archive marker.
+pub enum End {
+    /// A zero block (followed by another, or by the end of the stream): the end-of-archive
+    /// marker.
     Marker,
     /// The stream ended at a header boundary without the marker.
     Eof,
 }
 
+/// What a call to [`Entry::read_chunk`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// This many bytes of data, now at the start of the buffer.
+    Data(usize),
+    /// A hole of this many zero bytes, not stored in the archive.
+    Hole(u64),
+    /// The content is over.
+    End,
+}
+
 /// Reads a tar stream entry by entry.
 #[derive(Debug)]
-pub(crate) struct TarReader<R> {
+pub struct TarReader<R> {
     inner: R,
     /// Bytes consumed from `inner`.
     offset: u64,
@@ -74,22 +95,25 @@ struct Pending {
     first_at: Option<u64>,
 }
 
-/// One entry: its header, name, link target and PAX records, and a
-/// reader for its content, bounded to its size. What is left unread is skipped by the next
-/// [`TarReader::next_entry`].
+/// One entry: its header block, its fields as Go reads them, its PAX records, and a reader
+/// for its content. What is left unread is skipped by the next [`TarReader::next_entry`].
 #[derive(Debug)]
-pub(crate) struct Entry<'a, R> {
+pub struct Entry<'a, R> {
     header: Header,
-    path: Vec<u8>,
-    link: Option<Vec<u8>>,
+    fields: Fields,
     pax: PaxRecords,
     size: u64,
     reader: &'a mut TarReader<R>,
 }
 
+/// Whether Go gives entries of this type no data, whatever their size says.
+fn header_only(typeflag: u8) -> bool {
+    matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6')
+}
+
 impl<R: Read> TarReader<R> {
     /// A reader at the start of `inner`.
-    pub(crate) fn new(inner: R) -> Self {
+    pub fn new(inner: R) -> Self {
         TarReader {
             inner,
             offset: 0,
@@ -100,12 +124,12 @@ impl<R: Read> TarReader<R> {
     }
 
     /// How the archive ended, once [`TarReader::next_entry`] has returned `None`.
-    pub(crate) fn end(&self) -> Option<End> {
+    pub fn end(&self) -> Option<End> {
         self.end
     }
 
     /// The underlying stream, positioned after the end-of-archive marker (or at its end).
-    pub(crate) fn into_inner(self) -> R {
+    pub fn into_inner(self) -> R {
         self.inner
     }
 
@@ -114,9 +138,9 @@ impl<R: Read> TarReader<R> {
     ///
     /// # Errors
     /// `UnexpectedEof` when the stream is cut; `InvalidData` for a bad checksum, number, PAX
-    /// record or sparse map, an extension header given twice, over 1 MiB, or with no entry
-    /// after it.
-    pub(crate) fn next_entry(&mut self) -> io::Result<Option<Entry<'_, R>>> {
+    /// record or sparse map, or an extension header over 1 MiB; a [`StrictError`] inside
+    /// either for a [`Strict`] refusal.
+    pub fn next_entry(&mut self) -> io::Result<Option<Entry<'_, R>>> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -125,113 +149,235 @@ impl<R: Read> TarReader<R> {
         loop {
             let at = self.offset;
             let Some(header) = self.read_header()? else {
-                return match pending.first_at {
-                    None => Ok(None),
-                    Some(first) => Err(match self.end {
-                        Some(End::Eof) => eof(format!(
-                            "tar stream ends after the extension header at offset {first}, \
-                             before the entry it describes"
-                        )),
-                        _ => invalid(format!(
-                            "end-of-archive marker at offset {at} right after the extension \
-                             header at offset {first}, with no entry for it"
-                        )),
-                    }),
+                return match (pending.first_at, self.end) {
+                    (None, _) => Ok(None),
+                    (Some(first), Some(End::Eof)) => Err(dangling(
+                        first,
+                        "the end of the stream",
+                        io::ErrorKind::UnexpectedEof,
+                    )),
+                    (Some(first), _) => Err(dangling(
+                        first,
+                        "the end-of-archive marker",
+                        io::ErrorKind::InvalidData,
+                    )),
                 };
             };
-            let kind = header.entry_type();
-            let mut size = agreed(&header.as_bytes()[124..136], header.entry_size())
-                .map_err(|e| invalid(format!("header at offset {at}: size field: {e}")))?;
-            let recognized = header.as_ustar().is_some() || header.as_gnu().is_some();
+            let block: &[u8; BLOCK] = header.as_bytes();
+            let fields =
+                block::decode(block).map_err(|e| invalid(format!("header at offset {at}: {e}")))?;
+            let kind = fields.typeflag;
             let slot = match kind {
-                EntryType::GNULongName if recognized => Some("GNU long name"),
-                EntryType::GNULongLink if recognized => Some("GNU long link"),
-                EntryType::XHeader if recognized => Some("PAX extended header"),
+                b'L' => Some(("GNU long name", pending.long_name.is_some())),
+                b'K' => Some(("GNU long link", pending.long_link.is_some())),
+                b'x' => Some(("PAX extended header", pending.pax.is_some())),
+                b'g' => Some(("global PAX header", false)),
                 _ => None,
             };
-            if let Some(what) = slot {
-                let taken = match kind {
-                    EntryType::GNULongName => pending.long_name.is_some(),
-                    EntryType::GNULongLink => pending.long_link.is_some(),
-                    _ => pending.pax.is_some(),
-                };
+            if let Some((what, taken)) = slot {
                 if taken {
-                    return Err(invalid(format!(
-                        "second {what} for one entry at offset {at}"
-                    )));
+                    return Err(strict(
+                        Strict::DuplicateExtension,
+                        io::ErrorKind::InvalidData,
+                        format!("second {what} for one entry at offset {at}"),
+                    ));
                 }
-                let data = self.read_extension(size, what, at)?;
-                pending.first_at.get_or_insert(at);
+                self.shared_size(&header, fields.size, at)?;
+                let data = self.read_extension(fields.size, what, at)?;
                 match kind {
-                    EntryType::GNULongName => pending.long_name = Some(data),
-                    EntryType::GNULongLink => pending.long_link = Some(data),
+                    b'L' => pending.long_name = Some(block::cstr(&data).to_vec()),
+                    b'K' => pending.long_link = Some(block::cstr(&data).to_vec()),
                     _ => {
                         let pax = PaxRecords::parse(&data)
                             .map_err(|e| invalid(format!("{what} at offset {at}: {e}")))?;
+                        if kind == b'g' {
+                            if let Some(first) = pending.first_at {
+                                return Err(dangling(
+                                    first,
+                                    "a global PAX header",
+                                    io::ErrorKind::InvalidData,
+                                ));
+                            }
+                            return Ok(Some(self.global(header, fields, pax, at)?));
+                        }
                         pending.pax = Some(pax);
                     }
                 }
+                pending.first_at.get_or_insert(at);
                 continue;
             }
-
-            let pax = pending.pax.unwrap_or_default();
-            let is_extension = matches!(
-                kind,
-                EntryType::GNULongName
-                    | EntryType::GNULongLink
-                    | EntryType::XHeader
-                    | EntryType::XGlobalHeader
-            );
-            if !is_extension {
-                // PAX size must win over the header's: a reader that disagrees on it would
-                // see a different stream after this entry.
-                if let Some(pax_size) = pax
-                    .decimal(b"size")
-                    .map_err(|e| invalid(format!("entry at offset {at}: {e}")))?
-                {
-                    size = pax_size;
-                }
-            }
-            self.padding = padding(size);
-            let content = if kind == EntryType::GNUSparse {
-                let (real, segments) = sparse::old_gnu_map(&header, size, || {
-                    let mut block = [0u8; BLOCK as usize];
-                    self.read_exact_or(&mut block, "sparse map extension block")?;
-                    Ok(block)
-                })
-                .map_err(|e| at_offset(e, at))?;
-                self.segments = segments.into();
-                real
-            } else {
-                self.segments = VecDeque::from([Segment::Data(size)]);
-                size
-            };
-            let path = match pending.long_name {
-                Some(name) => strip_nul(name),
-                None => match pax.non_empty(b"path") {
-                    Some(p) => p.to_vec(),
-                    None => header.path_bytes().into_owned(),
-                },
-            };
-            let link = match pending.long_link {
-                Some(link) => Some(strip_nul(link)),
-                None => match pax.non_empty(b"linkpath") {
-                    Some(l) => Some(l.to_vec()),
-                    None => header.link_name_bytes().map(|l| l.into_owned()),
-                },
-            };
-            return Ok(Some(Entry {
-                header,
-                path,
-                link,
-                pax,
-                size: content,
-                reader: self,
-            }));
+            return self.entry(header, fields, pending, at).map(Some);
         }
     }
 
-    /// Reads one header block: `None` at a zero block (the marker) or a clean end of stream.
+    /// The entry a global PAX header stands for: its name (from its `path` record when set),
+    /// type and records, as Go returns it.
+    fn global(
+        &mut self,
+        header: Header,
+        mut fields: Fields,
+        pax: PaxRecords,
+        at: u64,
+    ) -> io::Result<Entry<'_, R>> {
+        let mut merged = fields.clone();
+        merge_pax(&mut merged, &pax).map_err(|e| {
+            strict(
+                Strict::GlobalHeaderRecords,
+                io::ErrorKind::InvalidData,
+                format!("global PAX header at offset {at}: {e}"),
+            )
+        })?;
+        fields = Fields {
+            typeflag: b'g',
+            name: merged.name,
+            mtime: None,
+            ..Fields::default()
+        };
+        self.segments.clear();
+        self.padding = 0;
+        Ok(Entry {
+            header,
+            fields,
+            pax,
+            size: 0,
+            reader: self,
+        })
+    }
+
+    /// The entry a header stands for, with the extension headers before it folded in.
+    fn entry(
+        &mut self,
+        header: Header,
+        mut fields: Fields,
+        pending: Pending,
+        at: u64,
+    ) -> io::Result<Entry<'_, R>> {
+        let pax = pending.pax.unwrap_or_default();
+        let header_size = fields.size;
+        // Go frames the header as read before merging anything into it: a type that holds
+        // data (`\0` included, though a trailing slash makes it a directory) may not have a
+        // negative size.
+        if header_size < 0 && !header_only(fields.typeflag) {
+            return Err(invalid(format!("header at offset {at}: negative size")));
+        }
+        merge_pax(&mut fields, &pax).map_err(|e| invalid(format!("entry at offset {at}: {e}")))?;
+        if let Some(name) = pending.long_name.filter(|n| !n.is_empty()) {
+            fields.name = name;
+        }
+        if let Some(link) = pending.long_link.filter(|l| !l.is_empty()) {
+            fields.linkname = link;
+        }
+        if fields.typeflag == 0 {
+            fields.typeflag = if fields.name.ends_with(b"/") {
+                b'5'
+            } else {
+                b'0'
+            };
+        }
+        let stored = if header_only(fields.typeflag) {
+            0
+        } else {
+            if fields.size == header_size && pax.non_empty(b"size").is_none() {
+                self.shared_size(&header, header_size, at)?;
+            }
+            u64::try_from(fields.size)
+                .map_err(|_| invalid(format!("entry at offset {at}: negative size")))?
+        };
+        self.padding = padding(stored);
+        self.segments = VecDeque::from([Segment::Data(stored)]);
+        let sparse = if fields.typeflag == b'S' {
+            if block::format(header.as_bytes()) != block::Format::Gnu {
+                return Err(invalid(format!(
+                    "sparse entry (type 'S') at offset {at} without a GNU header"
+                )));
+            }
+            let (real, chunks) = sparse::old_gnu_map(header.as_bytes(), || {
+                let mut block = [0u8; BLOCK];
+                self.read_exact_or(&mut block, "sparse map extension block")?;
+                Ok(block)
+            })
+            .map_err(|e| at_offset(e, at))?;
+            fields.size = real;
+            Some((chunks, true))
+        } else if let Some(is_1x0) = sparse::pax_version(&pax) {
+            if let Some(name) = pax.non_empty(b"GNU.sparse.name") {
+                fields.name = name.to_vec();
+            }
+            let size = pax
+                .non_empty(b"GNU.sparse.size")
+                .or_else(|| pax.non_empty(b"GNU.sparse.realsize"));
+            if let Some(size) = size {
+                fields.size = parse_int(size)
+                    .ok_or_else(|| invalid(format!("entry at offset {at}: bad GNU sparse size")))?;
+            }
+            let chunks = if is_1x0 {
+                sparse::map_1x0(|| {
+                    let mut block = [0u8; BLOCK];
+                    self.read_content_exact(&mut block)?;
+                    Ok(block)
+                })
+            } else {
+                sparse::map_0x1(&pax)
+            }
+            .map_err(|e| at_offset(e, at))?;
+            Some((chunks, false))
+        } else {
+            None
+        };
+        let size = match sparse {
+            None => stored,
+            Some((chunks, old_gnu)) => {
+                if header_only(fields.typeflag) {
+                    return Err(invalid(format!(
+                        "entry at offset {at}: a type that holds no data cannot be sparse"
+                    )));
+                }
+                let segments =
+                    sparse::segments(&chunks, fields.size).map_err(|e| at_offset(e, at))?;
+                if old_gnu {
+                    sparse::old_gnu_strict(&chunks, fields.size).map_err(|e| at_offset(e, at))?;
+                }
+                let left = sparse::stored(&self.segments.iter().copied().collect::<Vec<_>>());
+                if sparse::stored(&segments) != left {
+                    // Go reads the header, then fails reading the data: less data than the map
+                    // holds, or data the map does not reach.
+                    return Err(invalid(format!(
+                        "sparse entry at offset {at}: its map holds {} bytes of data, the \
+                         archive {left}",
+                        sparse::stored(&segments)
+                    )));
+                }
+                self.segments = segments.into();
+                fields.size.unsigned_abs()
+            }
+        };
+        Ok(Entry {
+            header,
+            fields,
+            pax,
+            size,
+            reader: self,
+        })
+    }
+
+    /// Refuses, under [`Strict::SharedNumbers`], a size field that frames data but that
+    /// `tar` 0.4 would read as another number.
+    fn shared_size(&self, header: &Header, size: i64, at: u64) -> io::Result<()> {
+        match header.entry_size() {
+            Ok(theirs) if i64::try_from(theirs) == Ok(size) => Ok(()),
+            _ => Err(strict(
+                Strict::SharedNumbers,
+                io::ErrorKind::InvalidData,
+                format!(
+                    "header at offset {at}: size field not a number every tar reader decodes \
+                     alike: {}",
+                    crate::error::Name(&header.as_bytes()[124..136])
+                ),
+            )),
+        }
+    }
+
+    /// Reads one header block: `None` at the end-of-archive marker or a clean end of stream.
     fn read_header(&mut self) -> io::Result<Option<Header>> {
         let at = self.offset;
         let mut header = Header::new_old();
@@ -240,30 +386,66 @@ impl<R: Read> TarReader<R> {
             self.end = Some(End::Eof);
             return Ok(None);
         }
-        if got < BLOCK as usize {
+        if got < BLOCK {
             return Err(eof(format!(
                 "tar stream ends inside the header block at offset {at} ({got} of 512 bytes)"
             )));
         }
         let block = header.as_bytes();
         if block.iter().all(|&b| b == 0) {
+            // Go reads one more block: another zero block or the end of the stream ends the
+            // archive, anything else is an error.
+            let mut next = [0u8; BLOCK];
+            let got = self.fill(&mut next)?;
+            if got != 0 && got < BLOCK {
+                return Err(eof(format!(
+                    "tar stream ends inside the block at offset {} after a zero block",
+                    at + BLOCK64
+                )));
+            }
+            if next.iter().any(|&b| b != 0) {
+                return Err(invalid(format!(
+                    "zero block at offset {at} followed by a non-zero block"
+                )));
+            }
             self.end = Some(End::Marker);
             return Ok(None);
         }
-        let stored = agreed(&block[148..156], header.cksum().map(u64::from))
-            .map_err(|e| invalid(format!("header at offset {at}: checksum field: {e}")))?;
+        let field = &block[148..156];
+        let stored = block::go_numeric(field)
+            .ok()
+            .filter(|_| field[0] & 0x80 == 0)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "header at offset {at}: checksum field is not an octal number: {}",
+                    crate::error::Name(field)
+                ))
+            })?;
         let (unsigned, signed) = checksums(block);
-        if !i64::try_from(stored).is_ok_and(|s| s == unsigned || s == signed) {
+        if stored != unsigned && stored != signed {
             return Err(invalid(format!(
                 "header checksum mismatch at offset {at}: the field says {stored}, the block \
                  sums to {unsigned} (signed {signed})"
             )));
         }
+        if header.cksum().ok().map(i64::from) != Some(stored) {
+            return Err(strict(
+                Strict::SharedNumbers,
+                io::ErrorKind::InvalidData,
+                format!(
+                    "header at offset {at}: checksum field not a number every tar reader \
+                     decodes alike: {}",
+                    crate::error::Name(field)
+                ),
+            ));
+        }
         Ok(Some(header))
     }
 
     /// Reads the data of an extension header (at most [`MAX_EXTENSION`] bytes) and its padding.
-    fn read_extension(&mut self, size: u64, what: &str, at: u64) -> io::Result<Vec<u8>> {
+    fn read_extension(&mut self, size: i64, what: &str, at: u64) -> io::Result<Vec<u8>> {
+        let size = u64::try_from(size)
+            .map_err(|_| invalid(format!("{what} at offset {at}: negative size")))?;
         if size > MAX_EXTENSION {
             return Err(invalid(format!(
                 "{what} at offset {at} holds {size} bytes, more than the {MAX_EXTENSION} \
@@ -272,23 +454,16 @@ impl<R: Read> TarReader<R> {
         }
         let mut data = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
         self.read_exact_or(&mut data, what)?;
-        self.skip(padding(size), what)?;
+        self.skip_padding(padding(size), what)?;
         Ok(data)
     }
 
     /// Skips what is left of the current entry's data, and its padding.
     fn skip_rest(&mut self) -> io::Result<()> {
-        let data: u64 = self
-            .segments
-            .drain(..)
-            .map(|s| match s {
-                Segment::Data(n) => n,
-                Segment::Zeros(_) => 0,
-            })
-            .sum();
+        let data = sparse::stored(&self.segments.drain(..).collect::<Vec<_>>());
         let padding = std::mem::take(&mut self.padding);
         self.skip(data, "the previous entry's data")?;
-        self.skip(padding, "the padding after the previous entry's data")
+        self.skip_padding(padding, "the previous entry's data")
     }
 
     /// Reads and discards `n` bytes.
@@ -297,7 +472,7 @@ impl<R: Read> TarReader<R> {
         self.offset += copied;
         if copied < n {
             return Err(eof(format!(
-                "tar stream ends at offset {} inside {what} ({} bytes missing)",
+                "tar stream ends inside {what} at offset {} ({} bytes missing)",
                 self.offset,
                 n - copied
             )));
@@ -305,20 +480,24 @@ impl<R: Read> TarReader<R> {
         Ok(())
     }
 
-    /// Fills `buf`; `UnexpectedEof` naming `what` when the stream ends first.
-    fn read_exact_or(&mut self, buf: &mut [u8], what: &str) -> io::Result<()> {
-        let got = self.fill(buf)?;
-        if got < buf.len() {
-            return Err(eof(format!(
-                "tar stream ends at offset {} inside the {what} ({} bytes missing)",
-                self.offset,
-                buf.len() - got
-            )));
+    /// Skips `n` bytes of padding; a stream ending there is refused ([`Strict::CutPadding`]).
+    fn skip_padding(&mut self, n: u64, after: &str) -> io::Result<()> {
+        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
+        self.offset += copied;
+        if copied < n {
+            return Err(strict(
+                Strict::CutPadding,
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "tar stream ends inside the padding after {after} at offset {}",
+                    self.offset
+                ),
+            ));
         }
         Ok(())
     }
 
-    /// Reads until `buf` is full or the stream ends; returns the bytes read.
+    /// Reads into `buf` until it is full or the stream ends; returns the bytes read.
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut got = 0;
         while got < buf.len() {
@@ -335,91 +514,195 @@ impl<R: Read> TarReader<R> {
         Ok(got)
     }
 
-    /// Reads the current entry's content: zeros for holes, the stream for data.
-    fn read_content(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while let Some(segment) = self.segments.front_mut() {
-            match segment {
+    /// Fills `buf` or fails with `UnexpectedEof` naming `what`.
+    fn read_exact_or(&mut self, buf: &mut [u8], what: &str) -> io::Result<()> {
+        let at = self.offset;
+        let got = self.fill(buf)?;
+        if got < buf.len() {
+            return Err(eof(format!(
+                "tar stream ends inside the {what} at offset {at} ({got} of {} bytes)",
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from the current entry's data (a GNU sparse 1.0 map), or fails with
+    /// `UnexpectedEof` when the data or the stream ends first.
+    fn read_content_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let left = sparse::stored(&self.segments.iter().copied().collect::<Vec<_>>());
+        if left < buf.len() as u64 {
+            return Err(eof(format!(
+                "GNU sparse 1.0 map runs past the entry's {left} remaining bytes of data"
+            )));
+        }
+        self.read_exact_or(buf, "GNU sparse 1.0 map")?;
+        self.segments = VecDeque::from([Segment::Data(left - buf.len() as u64)]);
+        Ok(())
+    }
+
+    /// The next run of the current entry's content: data read into `buf`, or a hole.
+    fn chunk(&mut self, buf: &mut [u8]) -> io::Result<Chunk> {
+        loop {
+            let Some(seg) = self.segments.front_mut() else {
+                return Ok(Chunk::End);
+            };
+            match seg {
                 Segment::Zeros(0) | Segment::Data(0) => {
                     self.segments.pop_front();
                 }
                 Segment::Zeros(n) => {
+                    let n = *n;
+                    self.segments.pop_front();
+                    return Ok(Chunk::Hole(n));
+                }
+                Segment::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Chunk::Data(0));
+                    }
+                    let want = usize::try_from(*left).map_or(buf.len(), |l| l.min(buf.len()));
+                    let n = loop {
+                        match self.inner.read(&mut buf[..want]) {
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            other => break other?,
+                        }
+                    };
+                    if n == 0 {
+                        return Err(eof(format!(
+                            "tar stream ends inside an entry's data at offset {} ({left} bytes \
+                             missing)",
+                            self.offset
+                        )));
+                    }
+                    *left -= n as u64;
+                    self.offset += n as u64;
+                    return Ok(Chunk::Data(n));
+                }
+            }
+        }
+    }
+
+    /// Reads the current entry's content, holes as zeros.
+    fn read_content(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.segments.front_mut() {
+                None => return Ok(0),
+                Some(Segment::Zeros(0) | Segment::Data(0)) => {
+                    self.segments.pop_front();
+                }
+                Some(Segment::Zeros(n)) => {
                     let k = usize::try_from(*n).map_or(buf.len(), |n| n.min(buf.len()));
                     buf[..k].fill(0);
                     *n -= k as u64;
                     return Ok(k);
                 }
-                Segment::Data(n) => {
-                    let k = usize::try_from(*n).map_or(buf.len(), |n| n.min(buf.len()));
-                    if k == 0 {
-                        return Ok(0);
+                Some(Segment::Data(_)) => {
+                    return match self.chunk(buf)? {
+                        Chunk::Data(n) => Ok(n),
+                        Chunk::Hole(_) | Chunk::End => Ok(0),
                     }
-                    let left = *n;
-                    let got = self.inner.read(&mut buf[..k])?;
-                    if got == 0 {
-                        return Err(eof(format!(
-                            "tar stream ends at offset {} inside entry data ({left} bytes \
-                             missing)",
-                            self.offset
-                        )));
-                    }
-                    *n -= got as u64;
-                    self.offset += got as u64;
-                    return Ok(got);
                 }
             }
         }
-        Ok(0)
     }
 }
 
+/// Merges a local PAX header's records into `fields` as Go does: `path`, `linkpath`,
+/// `uname`, `gname`, `uid`, `gid`, `atime`, `mtime`, `ctime` and `size` replace the header's
+/// values, an empty value keeping them.
+///
+/// # Errors
+/// A value Go does not parse, naming the record.
+fn merge_pax(fields: &mut Fields, pax: &PaxRecords) -> Result<(), String> {
+    for (key, value) in pax.iter() {
+        if value.is_empty() {
+            continue;
+        }
+        let bad = || {
+            format!(
+                "PAX {} is not valid: {}",
+                crate::error::Name(key),
+                crate::error::Name(value)
+            )
+        };
+        match key {
+            b"path" => fields.name = value.to_vec(),
+            b"linkpath" => fields.linkname = value.to_vec(),
+            b"uname" => fields.uname = value.to_vec(),
+            b"gname" => fields.gname = value.to_vec(),
+            b"uid" => fields.uid = parse_int(value).ok_or_else(bad)?,
+            b"gid" => fields.gid = parse_int(value).ok_or_else(bad)?,
+            b"size" => fields.size = parse_int(value).ok_or_else(bad)?,
+            b"atime" => fields.atime = Some(pax_time(value).ok_or_else(bad)?),
+            b"mtime" => fields.mtime = Some(pax_time(value).ok_or_else(bad)?),
+            b"ctime" => fields.ctime = Some(pax_time(value).ok_or_else(bad)?),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl<R: Read> Entry<'_, R> {
-    /// The entry's header block as read (PAX overrides are in [`Entry::path`],
-    /// [`Entry::link_name`], [`Entry::size`] and [`Entry::pax`], not in the block).
-    pub(crate) fn header(&self) -> &Header {
+    /// The entry's header block as read (what the extension headers changed is in
+    /// [`Entry::fields`], not in the block).
+    pub fn header(&self) -> &Header {
         &self.header
     }
 
+    /// The entry's fields as Go's `archive/tar` gives them.
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// The entry's type, as Go reads it (type `\0` already a file or directory).
+    pub fn kind(&self) -> EntryType {
+        EntryType::new(self.fields.typeflag)
+    }
+
     /// The entry's name: GNU long name, else PAX `path`, else the header's (ustar prefix
-    /// joined).
-    pub(crate) fn path(&self) -> &[u8] {
-        &self.path
+    /// joined); for a PAX sparse file, `GNU.sparse.name` when set.
+    pub fn path(&self) -> &[u8] {
+        &self.fields.name
     }
 
-    /// The link target: GNU long link, else PAX `linkpath`, else the header's, if not empty.
-    pub(crate) fn link_name(&self) -> Option<&[u8]> {
-        self.link.as_deref()
+    /// The link target (GNU long link, else PAX `linkpath`, else the header's), if not empty.
+    pub fn link_name(&self) -> Option<&[u8]> {
+        Some(self.fields.linkname.as_slice()).filter(|l| !l.is_empty())
     }
 
-    /// The records of the PAX header before the entry (empty when there was none).
-    pub(crate) fn pax(&self) -> &PaxRecords {
+    /// The records of the PAX header before the entry (empty when there was none); for a
+    /// global header, its own.
+    pub fn pax(&self) -> &PaxRecords {
         &self.pax
     }
 
-    /// Bytes of content [`Read`] yields: the data size, or a sparse entry's real size.
-    pub(crate) fn size(&self) -> u64 {
+    /// Bytes of content [`Read`] yields: the data size, a sparse entry's real size, 0 for
+    /// types that hold no data.
+    pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Whether the content has holes (a sparse entry).
+    pub fn is_sparse(&self) -> bool {
+        self.reader
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Zeros(n) if *n > 0))
+    }
+
+    /// The next run of the content: data read into `buf` (as [`Read::read`] would), or a
+    /// hole the caller can skip, never reading zeros for it.
+    ///
+    /// # Errors
+    /// `UnexpectedEof` when the stream ends inside the data; the stream's own errors.
+    pub fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<Chunk> {
+        self.reader.chunk(buf)
     }
 }
 
 impl<R: Read> Read for Entry<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.reader.read_content(buf)
-    }
-}
-
-/// Decodes a numeric field that frames the stream (size, checksum) as Go's `archive/tar` does
-/// ([`numeric`]) and takes it only when `tar` 0.4's reading (`theirs`) gives the same value,
-/// so that neither reader can split the stream differently from this one. (They differ at
-/// the edges: Go reads a field with a leading NUL or all NULs as 0, `tar` 0.4 refuses it;
-/// `tar` 0.4 ignores what follows a NUL, Go refuses it.)
-fn agreed(field: &[u8], theirs: io::Result<u64>) -> Result<u64, String> {
-    let ours = numeric(field).map_err(|e| e.to_string())?;
-    match theirs {
-        Ok(v) if v == ours => Ok(ours),
-        _ => Err(format!(
-            "not a number every tar reader decodes alike: {}",
-            crate::error::Name(field)
-        )),
     }
 }
 
@@ -437,15 +720,16 @@ fn checksums(block: &[u8; 512]) -> (i64, i64) {
 
 /// Zero bytes after `size` bytes of data, to the next block boundary.
 fn padding(size: u64) -> u64 {
-    (BLOCK - size % BLOCK) % BLOCK
+    (BLOCK64 - size % BLOCK64) % BLOCK64
 }
 
-/// Drops one trailing NUL (GNU long names and links are written with one).
-fn strip_nul(mut name: Vec<u8>) -> Vec<u8> {
-    if name.last() == Some(&0) {
-        name.pop();
-    }
-    name
+/// The refusal of an extension header (at `first`) followed by `next` instead of its entry.
+fn dangling(first: u64, next: &str, kind: io::ErrorKind) -> io::Error {
+    strict(
+        Strict::DanglingExtension,
+        kind,
+        format!("extension header at offset {first} followed by {next}, not by an entry"),
+    )
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -456,8 +740,12 @@ fn eof(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, msg)
 }
 
-/// Prefixes a sparse map error with the header's offset, keeping its kind.
+/// Prefixes a sparse map error with the header's offset, keeping its kind (and a strict
+/// refusal as it is).
 fn at_offset(e: io::Error, at: u64) -> io::Error {
+    if StrictError::of(&e).is_some() {
+        return e;
+    }
     io::Error::new(e.kind(), format!("sparse entry at offset {at}: {e}"))
 }
 
@@ -685,24 +973,62 @@ mod tests {
     }
 
     #[test]
-    fn extension_headers_without_magic_and_global_headers_are_entries() {
+    fn extension_headers_without_magic_are_folded_and_global_headers_are_entries() {
+        // Go folds x, L and K headers whatever their magic; a v7 block has none.
         let mut tar = Vec::new();
-        let records = record(b"comment", b"hi");
+        let records = [record(b"comment", b"hi"), record(b"path", b"etc/motd")].concat();
         push(
             &mut tar,
             header(b"v7", b'x', records.len() as u64, true),
             &records,
         );
+        file(&mut tar, b"etc/ld.so.preload", b"pax path wins");
+        push(&mut tar, header(b"L", b'L', 9, true), b"long/name");
+        push(&mut tar, header(b"K", b'K', 6, true), b"target");
+        push(&mut tar, header(b"lnk", b'2', 0, true), b"");
+        let global = record(b"comment", b"g");
         push(
             &mut tar,
-            header(b"pax_global_header", b'g', records.len() as u64, false),
-            &records,
+            header(b"pax_global_header", b'g', global.len() as u64, false),
+            &global,
         );
         file(&mut tar, b"f", b"data");
         let seen = ok(&finish(tar));
         let names: Vec<_> = seen.iter().map(|s| s.0.as_slice()).collect();
-        assert_eq!(names, [&b"v7"[..], b"pax_global_header", b"f"]);
-        assert_eq!(seen[2].3, b"data");
+        assert_eq!(
+            names,
+            [&b"etc/motd"[..], b"long/name", b"pax_global_header", b"f"]
+        );
+        assert_eq!(seen[1].1.as_deref(), Some(&b"target"[..]));
+        assert_eq!(seen[2].4, [(b"comment".to_vec(), b"g".to_vec())]);
+        assert_eq!(seen[3].3, b"data");
+        assert!(
+            seen[3].4.is_empty(),
+            "a global header's records are its own"
+        );
+    }
+
+    #[test]
+    fn header_only_types_have_no_data_whatever_their_size() {
+        // A directory claiming 512 bytes (and a symlink with a PAX size): Go reads the next
+        // header right after theirs, so what looks like their data is the next entry.
+        for kind in [b'1', b'2', b'3', b'4', b'5', b'6'] {
+            let mut tar = Vec::new();
+            tar.extend_from_slice(&header(b"etc/", kind, 512, false));
+            file(&mut tar, b"etc/motd", b"harmless");
+            pax(&mut tar, &record(b"size", b"1024"));
+            tar.extend_from_slice(&header(b"lnk", kind, 0, false));
+            file(&mut tar, b"after", b"x");
+            let seen = ok(&finish(tar));
+            let names: Vec<_> = seen.iter().map(|s| s.0.as_slice()).collect();
+            assert_eq!(
+                names,
+                [&b"etc/"[..], b"etc/motd", b"lnk", b"after"],
+                "{kind}"
+            );
+            assert_eq!((seen[0].2, seen[0].3.len()), (0, 0));
+            assert_eq!(seen[1].3, b"harmless");
+        }
     }
 
     #[test]
@@ -740,18 +1066,22 @@ mod tests {
             &b"00000000000\0"[..],
             b"          0 ",
             b"\x80\0\0\0\0\0\0\0\0\0\0\0",
+            b"0000006\0junk", // both read 6
         ] {
             assert_eq!(ok(&with_size(good)).len(), 1, "{good:?}");
         }
         for bad in [
             &b"\x0000000000000"[..],     // Go: 0, tar-rs: refused
             b"\0\0\0\0\0\0\0\0\0\0\0\0", // likewise
-            b"0000006\0junk",            // tar-rs: 6, Go: refused
             b"+0000000000\0",            // tar-rs: 0, Go: refused
         ] {
             let e = err(&with_size(bad));
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{bad:?}");
             assert!(e.to_string().contains("size field"), "{e}");
+            if bad[0] == 0 {
+                let rule = StrictError::of(&e).map(|s| s.rule);
+                assert_eq!(rule, Some(Strict::SharedNumbers), "{e}");
+            }
         }
     }
 
@@ -776,10 +1106,26 @@ mod tests {
         assert_eq!((seen.len(), end), (2, Some(End::Eof)));
         let (_, end) = read_all(&b""[..]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(end, Some(End::Eof));
+        // One zero block then the end of the stream, or two: the end (as in Go). A zero block
+        // then part of a block: cut.
         for cut in body + 512..=complete.len() {
-            let (seen, end) = read_all(&complete[..cut]).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!((seen.len(), end), (2, Some(End::Marker)));
+            match read_all(&complete[..cut]) {
+                Ok((seen, end)) => {
+                    assert!(
+                        cut == body + 512 || cut >= body + 1024,
+                        "cut {cut} accepted"
+                    );
+                    assert_eq!((seen.len(), end), (2, Some(End::Marker)));
+                }
+                Err(e) => {
+                    assert!(cut > body + 512 && cut < body + 1024, "cut {cut}: {e}");
+                    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "cut {cut}: {e}");
+                }
+            }
         }
+        let mut bad = complete.clone();
+        bad[body + 600] = 1;
+        assert_eq!(err(&bad).kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

@@ -8,10 +8,18 @@
 use std::collections::HashSet;
 use std::io;
 
+/// Keys whose values stand for a ustar string field and so may hold no NUL (Go's rule).
+const STRING_KEYS: [&[u8]; 4] = [b"path", b"linkpath", b"uname", b"gname"];
+/// GNU sparse 0.0 records, folded into [`SPARSE_MAP`].
+const SPARSE_OFFSET: &[u8] = b"GNU.sparse.offset";
+const SPARSE_NUMBYTES: &[u8] = b"GNU.sparse.numbytes";
+/// The GNU sparse 0.1 map: `offset,length,offset,length…`.
+pub(crate) const SPARSE_MAP: &[u8] = b"GNU.sparse.map";
+
 /// The records of one local PAX header (`x`), in stream order; a key given twice keeps its
 /// last value, as in Go's `archive/tar`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct PaxRecords {
+pub struct PaxRecords {
     records: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -35,6 +43,7 @@ impl PaxRecords {
     /// [`PaxError`] for the first record that does not follow that form.
     pub(crate) fn parse(data: &[u8]) -> Result<PaxRecords, PaxError> {
         let mut parsed: Vec<(&[u8], &[u8])> = Vec::new();
+        let mut sparse_map: Vec<&[u8]> = Vec::new();
         let mut at = 0;
         while at < data.len() {
             let bad = |reason| PaxError { at, reason };
@@ -43,7 +52,8 @@ impl PaxRecords {
                 .iter()
                 .position(|&b| b == b' ')
                 .ok_or_else(|| bad("no space after the length"))?;
-            let digits = &rest[..space];
+            // Go parses the length with `strconv.ParseInt`, which takes a leading `+`.
+            let digits = rest[..space].strip_prefix(b"+").unwrap_or(&rest[..space]);
             if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
                 return Err(bad("length is not a decimal number"));
             }
@@ -75,8 +85,32 @@ impl PaxRecords {
             if key.contains(&0) {
                 return Err(bad("NUL byte in key"));
             }
-            parsed.push((key, value));
+            if STRING_KEYS.contains(&key) && value.contains(&0) {
+                return Err(bad("NUL byte in a path, linkpath, uname or gname value"));
+            }
             at += len;
+            // GNU sparse 0.0: `offset` and `numbytes` alternate, one record per chunk; Go
+            // folds them into one `GNU.sparse.map` (the 0.1 form), as done here.
+            if key == SPARSE_OFFSET || key == SPARSE_NUMBYTES {
+                let want = if sparse_map.len().is_multiple_of(2) {
+                    SPARSE_OFFSET
+                } else {
+                    SPARSE_NUMBYTES
+                };
+                if key != want || value.contains(&b',') {
+                    return Err(PaxError {
+                        at: at - len,
+                        reason: "GNU sparse 0.0 offset and numbytes records out of turn",
+                    });
+                }
+                sparse_map.push(value);
+                continue;
+            }
+            parsed.push((key, value));
+        }
+        let joined = sparse_map.join(&b","[..]);
+        if !sparse_map.is_empty() {
+            parsed.push((SPARSE_MAP, &joined));
         }
         // Last occurrence wins; keep those in stream order.
         let mut seen = HashSet::new();
@@ -91,7 +125,7 @@ impl PaxRecords {
     }
 
     /// The value of `key`, if the header has it.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.records
             .iter()
             .find(|(k, _)| k == key)
@@ -99,7 +133,7 @@ impl PaxRecords {
     }
 
     /// Every record as `(key, value)`, in stream order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.records
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
