@@ -33,14 +33,16 @@ mod error;
 mod kind;
 mod meta;
 pub mod order;
+pub mod overlay;
 mod regular;
 mod root;
 mod same;
 mod sink;
 pub mod sys;
 mod tree;
+pub mod whiteout;
 
-pub use change::{Change, Entry, OrderCheck, OutOfOrder, OPAQUE_MARKER};
+pub use change::{Change, Entry, OrderCheck, OutOfOrder};
 pub use counts::ChangeCounts;
 pub use error::FsError;
 pub use kind::ChangeKind;
@@ -54,3 +56,4 @@ pub use same::{
 pub use sink::{ChangeSink, ChannelClosed, ChannelSink, FnSink, SinkError};
 pub use sys::{DirEntryName, Xattrs};
 pub use tree::{DirTree, PlainDir, Tree, TreeDir};
+pub use whiteout::{WhiteoutFormat, OPAQUE_MARKER};

@@ -12,20 +12,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use fs_change::order::join;
+use fs_change::overlay::{PrivateAttr, YES};
 use fs_change::sys;
+use fs_change::whiteout::{self, OPAQUE_MARKER, PREFIX as WHITEOUT_PREFIX};
 use fs_change::{FileType, FsError, Meta};
-use upperdir_walk::PrivateAttr;
 
 use super::{Shared, WhiteoutFormat};
-
-/// The AUFS whiteout prefix.
-pub(crate) const WH_PREFIX: &[u8] = b".wh.";
-/// The AUFS opaque marker.
-pub(crate) const WH_OPAQUE: &[u8] = b".wh..wh..opq";
-/// The value of a gVisor `overlay.whiteout.NAME` xattr that hides `NAME`.
-pub(crate) const XWHITEOUT_YES: &[u8] = b"y";
-/// `XATTR_NAME_MAX`: no longer xattr name can exist (asking for one fails with `ERANGE`).
-const XATTR_NAME_MAX: usize = 255;
+use crate::redirect::Redirect;
+use crate::xwhiteout::{self, is_child_name};
 
 /// One layer's directory contributing to a merged directory.
 #[derive(Debug)]
@@ -138,17 +132,12 @@ impl Ctx<'_> {
     }
 }
 
-/// True for a name that can be looked up as one component.
-pub(crate) fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/')
-}
-
 /// True when the directory open as `dir` holds the AUFS opaque marker.
 pub(crate) fn aufs_opaque(
     dir: BorrowedFd<'_>,
     display: impl Fn() -> PathBuf,
 ) -> Result<bool, FsError> {
-    sys::stat_at(dir, WH_OPAQUE)
+    sys::stat_at(dir, OPAQUE_MARKER)
         .map(|m| m.is_some())
         .map_err(|e| FsError::io("statx", display(), e))
 }
@@ -161,12 +150,14 @@ impl Shared {
         name: &[u8],
         display: &dyn Fn() -> PathBuf,
     ) -> Result<Option<Resolved>, FsError> {
-        if !valid_name(name) {
+        if !is_child_name(name) {
             return Ok(None);
         }
         let ctx = Ctx { display };
         match self.format {
-            WhiteoutFormat::Overlay => self.lookup_overlay(parts, name, &ctx),
+            WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs => {
+                self.lookup_overlay(parts, name, &ctx)
+            }
             WhiteoutFormat::Aufs => self.lookup_aufs(parts, name, &ctx),
             WhiteoutFormat::Xattr => self.lookup_xattr(parts, name, &ctx),
         }
@@ -359,7 +350,7 @@ impl Shared {
             let opaque = sys::get_xattr_fd(fd.as_fd(), self.namespace.attr(PrivateAttr::Opaque))
                 .map_err(|e| ctx.io("fgetxattr", e))?;
             // `x` only marks a directory holding xattr whiteouts: not opaque.
-            if opaque.as_deref() == Some(b"y") {
+            if opaque.as_deref() == Some(YES) {
                 st.stop = true;
             } else {
                 let redirect =
@@ -417,28 +408,27 @@ impl Shared {
                 ),
             )
         };
+        let Some(redirect) = Redirect::parse(&value) else {
+            return Err(invalid());
+        };
         let tail_start = st.name.len().saturating_sub(post);
         let tail: Vec<Vec<u8>> = st.name[tail_start..].to_vec();
-        if let Some(abs) = value.strip_prefix(b"/") {
-            let comps: Vec<Vec<u8>> = abs.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
-            if comps.iter().any(|c| !valid_name(c)) {
-                return Err(invalid());
+        match redirect {
+            Redirect::Absolute(abs) => {
+                st.name = abs.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
+                st.name.extend(tail);
+                st.absolute = true;
+                st.absolute_redirect = true;
+                // An opaque ancestor met on the way does not stop an absolute redirect.
+                st.stop = false;
             }
-            st.name = comps;
-            st.name.extend(tail);
-            st.absolute = true;
-            st.absolute_redirect = true;
-            // An opaque ancestor met on the way does not stop an absolute redirect.
-            st.stop = false;
-        } else {
-            if !valid_name(&value) {
-                return Err(invalid());
+            Redirect::Relative(rel) => {
+                let prefix_end = tail_start.saturating_sub(1);
+                let mut name = st.name[..prefix_end].to_vec();
+                name.push(rel.to_vec());
+                name.extend(tail);
+                st.name = name;
             }
-            let prefix_end = tail_start.saturating_sub(1);
-            let mut name = st.name[..prefix_end].to_vec();
-            name.push(value.clone());
-            name.extend(tail);
-            st.name = name;
         }
         st.redirected = true;
         Ok(())
@@ -569,18 +559,14 @@ impl Shared {
         name: &[u8],
         ctx: &Ctx<'_>,
     ) -> Result<Option<Resolved>, FsError> {
-        let prefix = self.namespace.whiteout_prefix();
-        let attr = match prefix.len() + name.len() <= XATTR_NAME_MAX {
-            true => std::ffi::CString::new([prefix, name].concat()).ok(),
-            false => None,
-        };
+        let attr = xwhiteout::attr_for(self.namespace, name);
         let mut hits: Vec<Hit> = Vec::new();
         for part in parts {
             let fd = part.fd.as_fd();
             let mut stop = Self::layer_hit(part, name, &mut hits, ctx, |_| Ok(false))?;
             if let Some(attr) = &attr {
                 let value = sys::get_xattr_fd(fd, attr).map_err(|e| ctx.io("fgetxattr", e))?;
-                stop |= value.as_deref() == Some(XWHITEOUT_YES);
+                stop |= value.as_deref() == Some(YES);
             }
             if stop {
                 break;
@@ -611,10 +597,10 @@ impl Shared {
         name: &[u8],
         ctx: &Ctx<'_>,
     ) -> Result<Option<Resolved>, FsError> {
-        if name.starts_with(WH_PREFIX) {
+        if name.starts_with(WHITEOUT_PREFIX) {
             return Ok(None);
         }
-        let whiteout = [WH_PREFIX, name].concat();
+        let whiteout = whiteout::whiteout_name(name);
         let mut hits: Vec<Hit> = Vec::new();
         for part in parts {
             let fd = part.fd.as_fd();
