@@ -41,6 +41,7 @@ mod sink;
 pub mod sys;
 mod tree;
 pub mod whiteout;
+mod xattr_policy;
 
 pub use change::{Change, Entry, OrderCheck, OutOfOrder};
 pub use counts::ChangeCounts;
@@ -57,3 +58,4 @@ pub use sink::{ChangeSink, ChannelClosed, ChannelSink, FnSink, SinkError};
 pub use sys::{DirEntryName, Xattrs};
 pub use tree::{DirTree, PlainDir, Tree, TreeDir};
 pub use whiteout::{WhiteoutFormat, OPAQUE_MARKER};
+pub use xattr_policy::XattrPolicy;
