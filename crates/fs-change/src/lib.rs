@@ -39,6 +39,7 @@ mod root;
 mod same;
 mod sink;
 pub mod sys;
+pub mod threads;
 mod tree;
 pub mod whiteout;
 mod xattr_policy;
@@ -56,6 +57,7 @@ pub use same::{
 };
 pub use sink::{ChangeSink, ChannelClosed, ChannelSink, FnSink, SinkError};
 pub use sys::{DirEntryName, Xattrs};
+pub use threads::Threads;
 pub use tree::{DirTree, PlainDir, Tree, TreeDir};
 pub use whiteout::{WhiteoutFormat, OPAQUE_MARKER};
 pub use xattr_policy::XattrPolicy;
