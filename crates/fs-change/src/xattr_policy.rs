@@ -12,6 +12,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use crate::overlay::Namespace;
 use crate::{sys, FsError, Source, Xattrs, CAPABILITY_XATTR};
 
 /// Which extended attributes are recorded (as PAX `SCHILY.xattr.*` records) by the change
@@ -44,7 +45,7 @@ impl XattrPolicy {
         match self {
             XattrPolicy::Compat => false,
             XattrPolicy::Wide => {
-                (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
+                (name.starts_with(b"user.") && !name.starts_with(Namespace::User.prefix()))
                     || name == b"security.ima"
                     || name == b"system.posix_acl_access"
                     || name == b"system.posix_acl_default"

@@ -100,7 +100,31 @@ pub(crate) fn slots(
     out
 }
 
-/// True when a real upper entry with stat `meta` is itself a whiteout in `format`.
+/// The one whiteout test for an entry with stat `meta`, shared by the upperdir merge and the
+/// layer stack (kernel `ovl_is_whiteout` / `ovl_path_is_whiteout`): a 0/0 character device where
+/// `format` uses devices, or, in the kernel format, a zero-size regular file carrying the private
+/// `overlay.whiteout` xattr, which `has_whiteout_xattr` reads (only for such files). Only the
+/// chosen namespace counts: a foreign `overlay.whiteout` is an ordinary xattr, and a non-empty
+/// file is never a whiteout.
+///
+/// # Errors
+/// What `has_whiteout_xattr` returns.
+pub(crate) fn is_whiteout<E>(
+    format: WhiteoutFormat,
+    meta: &Meta,
+    has_whiteout_xattr: impl FnOnce() -> Result<bool, E>,
+) -> Result<bool, E> {
+    if format.devices() && meta.is_whiteout_device() {
+        return Ok(true);
+    }
+    if format.kernel() && meta.file_type() == FileType::Regular && meta.size == 0 {
+        return has_whiteout_xattr();
+    }
+    Ok(false)
+}
+
+/// True when a real upper entry with stat `meta` is itself a whiteout in `format`
+/// ([`is_whiteout`]).
 ///
 /// # Errors
 /// Reading the `overlay.whiteout` xattr of a zero-size regular file failed.
@@ -111,15 +135,9 @@ pub(crate) fn is_whiteout_entry(
     name: &[u8],
     meta: &Meta,
 ) -> Result<bool, FsError> {
-    if format.devices() && meta.is_whiteout_device() {
-        return Ok(true);
-    }
-    if format.kernel() && meta.file_type() == FileType::Regular && meta.size == 0 {
-        // Only the chosen namespace: a foreign `overlay.whiteout` is an ordinary xattr, and a
-        // non-empty file is never a whiteout (kernel ovl_is_whiteout / ovl_path_is_whiteout).
-        return Ok(dir.xattr(name, ns.attr(PrivateAttr::Whiteout))?.is_some());
-    }
-    Ok(false)
+    is_whiteout(format, meta, || {
+        Ok(dir.xattr(name, ns.attr(PrivateAttr::Whiteout))?.is_some())
+    })
 }
 
 /// True when `hidden`, absent from the upper directory `dir`, is hidden there by a `.wh.` file

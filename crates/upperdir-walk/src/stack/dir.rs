@@ -104,19 +104,13 @@ impl StackDir {
         else {
             return Ok(true);
         };
-        if meta.is_whiteout_device() {
-            return Ok(true);
-        }
-        if meta.file_type() != FileType::Regular || meta.size != 0 {
-            return Ok(false);
-        }
-        Ok(sys::get_xattr_at(
-            fd,
-            &entry.name,
-            self.shared.namespace.attr(PrivateAttr::Whiteout),
-        )
-        .map_err(|e| FsError::io("lgetxattr", self.display_path(&entry.name), e))?
-        .is_some())
+        // Lowers of every format that reaches here are read with the kernel rules.
+        crate::whiteout::is_whiteout(WhiteoutFormat::Kernel, &meta, || {
+            let attr = self.shared.namespace.attr(PrivateAttr::Whiteout);
+            Ok(sys::get_xattr_at(fd, &entry.name, attr)
+                .map_err(|e| FsError::io("lgetxattr", self.display_path(&entry.name), e))?
+                .is_some())
+        })
     }
 
     fn list_overlay(&self) -> Result<Vec<DirEntryName>, FsError> {

@@ -307,7 +307,16 @@ impl Shared {
         let Some(meta) = sys::stat_at(dir, comp).map_err(|e| ctx.io("statx", e))? else {
             return Ok(None);
         };
-        if meta.is_whiteout_device() || self.is_xwhiteout(dir, comp, &meta, ctx)? {
+        // A zero-size regular file with the private `overlay.whiteout` xattr: Linux 6.18 hides
+        // such a name at lookup in any lower layer (measured), whatever its parent's
+        // `overlay.opaque`; `x` on the parent only makes readdir leave it out too.
+        let whiteout = crate::whiteout::is_whiteout(WhiteoutFormat::Kernel, &meta, || {
+            let attr = self.namespace.attr(PrivateAttr::Whiteout);
+            Ok(sys::get_xattr_at(dir, comp, attr)
+                .map_err(|e| ctx.io("lgetxattr", e))?
+                .is_some())
+        })?;
+        if whiteout {
             st.stop = true;
             return Ok(None);
         }
@@ -365,26 +374,6 @@ impl Shared {
             real,
             meta,
         }))
-    }
-
-    /// A zero-size regular file with the private `overlay.whiteout` xattr. Linux 6.18 hides
-    /// such a name at lookup in any lower layer (measured), whatever its parent's
-    /// `overlay.opaque`; `x` on the parent only makes readdir leave it out too.
-    fn is_xwhiteout(
-        &self,
-        dir: BorrowedFd<'_>,
-        comp: &[u8],
-        meta: &Meta,
-        ctx: &Ctx<'_>,
-    ) -> Result<bool, FsError> {
-        if meta.file_type() != FileType::Regular || meta.size != 0 {
-            return Ok(false);
-        }
-        Ok(
-            sys::get_xattr_at(dir, comp, self.namespace.attr(PrivateAttr::Whiteout))
-                .map_err(|e| ctx.io("lgetxattr", e))?
-                .is_some(),
-        )
     }
 
     /// `ovl_check_redirect`: validates a redirect and rewrites the name for the layers below.
