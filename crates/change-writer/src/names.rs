@@ -2,12 +2,13 @@
 
 use fs_change::order::split_parent;
 
-/// Prefix that turns a name into a whiteout (AUFS convention, adopted by OCI).
-pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// Prefix that turns a name into a whiteout (AUFS convention, adopted by OCI); defined in
+/// [`fs_change::whiteout`].
+pub use fs_change::whiteout::PREFIX as WHITEOUT_PREFIX;
 
 /// Name of the opaque-directory marker entry written inside a directory; a `Delete` of
 /// `DIR/.wh..wh..opq` ([`fs_change::Change::opaque_marker`]) asks for it.
-pub use fs_change::OPAQUE_MARKER;
+pub use fs_change::whiteout::OPAQUE_MARKER;
 
 /// Why a change path cannot go into a layer, or `None` when it can.
 pub(crate) fn invalid_reason(path: &[u8]) -> Option<&'static str> {

@@ -54,7 +54,7 @@ impl Default for ReadAhead {
     /// Two to four threads (the available cores, clamped), a 64 MiB budget, 1 MiB chunks, 256
     /// files ahead.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = fs_change::threads::available_cores();
         ReadAhead {
             threads: cores.clamp(2, 4),
             memory_budget: 64 << 20,
@@ -65,10 +65,11 @@ impl Default for ReadAhead {
 }
 
 impl ReadAhead {
-    /// Reader threads (at least 1). More threads overlap more opens and cold reads; on a warm
-    /// cache two are usually enough to keep the writer busy.
+    /// Reader threads, counted by the one convention of [`fs_change::Threads`] (`0`: one per
+    /// available core; read-ahead always runs at least one reader thread). More threads overlap
+    /// more opens and cold reads; on a warm cache two are usually enough to keep the writer busy.
     pub fn threads(mut self, n: usize) -> Self {
-        self.threads = n.max(1);
+        self.threads = fs_change::Threads::from_count(n).count();
         self
     }
 

@@ -7,6 +7,7 @@ use crate::kind::ChangeKind;
 use crate::meta::Meta;
 use crate::order::{compare_paths, display};
 use crate::root::Source;
+use crate::whiteout::OPAQUE_MARKER;
 
 /// The new state of a changed entry: its stat, taken once by the differ, and where its
 /// bytes, link target and xattrs are read from.
@@ -104,9 +105,6 @@ impl fmt::Display for Change {
         f.write_str(&self.line())
     }
 }
-
-/// The OCI opaque whiteout's file name.
-pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// Checks that paths arrive in strictly increasing canonical order, for consumers that rely on
 /// it (the tar writer rejects out-of-order or duplicate input instead of writing a bad layer).

@@ -34,14 +34,18 @@ pub mod escape;
 mod kind;
 mod meta;
 pub mod order;
+pub mod overlay;
 mod regular;
 mod root;
 mod same;
 mod sink;
 pub mod sys;
+pub mod threads;
 mod tree;
+pub mod whiteout;
+mod xattr_policy;
 
-pub use change::{Change, Entry, OrderCheck, OutOfOrder, OPAQUE_MARKER};
+pub use change::{Change, Entry, OrderCheck, OutOfOrder};
 pub use counts::ChangeCounts;
 pub use error::FsError;
 pub use kind::ChangeKind;
@@ -54,7 +58,10 @@ pub use same::{
 };
 pub use sink::{ChangeSink, ChannelClosed, ChannelSink, FnSink, SinkError};
 pub use sys::{DirEntryName, Xattrs};
+pub use threads::Threads;
 pub use tree::{DirTree, PlainDir, Tree, TreeDir};
+pub use whiteout::{WhiteoutFormat, OPAQUE_MARKER};
+pub use xattr_policy::XattrPolicy;
 
 /// The README's example, compiled and run as a doctest so it cannot rot.
 #[cfg(doctest)]

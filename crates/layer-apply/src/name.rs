@@ -2,13 +2,12 @@
 
 use crate::error::EntryError;
 
-/// The prefix that marks a whiteout (OCI image-spec `layer.md`, from AUFS).
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-/// The opaque-directory marker.
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-/// AUFS metadata (`.wh..wh.plnk`, `.wh..wh.aufs`, `.wh..wh.orph`) shares this prefix with the
-/// opaque marker; like Docker and containers/storage we skip it.
-const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
+// The OCI whiteout names (from AUFS); AUFS metadata (`.wh..wh.plnk`, `.wh..wh.aufs`,
+// `.wh..wh.orph`) shares its prefix with the opaque marker, and like Docker and
+// containers/storage we skip it.
+use fs_change::whiteout::{
+    META_PREFIX as AUFS_META_PREFIX, OPAQUE_MARKER, PREFIX as WHITEOUT_PREFIX,
+};
 
 /// A tar name cleaned lexically, as Go's `filepath.Clean` does before containerd resolves it:
 /// a leading `/` is dropped (names are relative to the target root), empty and `.` components

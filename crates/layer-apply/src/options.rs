@@ -1,41 +1,15 @@
 //! The knobs of [`crate::Applier`]: which xattrs to apply, and the overlay whiteout form.
 
-/// Which `SCHILY.xattr.*` records of a layer are applied. `trusted.*` is never in either set;
-/// see [`TrustedXattrs`] for what happens to it.
+/// Which `SCHILY.xattr.*` records of a layer are applied: the one policy the change writer
+/// uses to record them, so the two lists cannot drift apart. `trusted.*` is never in either set;
+/// see [`TrustedXattrs`] for what happens to it. Attributes outside the set are skipped and
+/// counted in [`crate::ApplyStats::xattrs_skipped`].
 ///
 /// On a directory written over an existing directory, attributes in the policy's set that the
 /// entry does not carry are removed, so the directory ends with exactly the entry's attributes
 /// in that set; attributes outside the set (`security.selinux`, `trusted.*`, private overlay
 /// ones) are left alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum XattrPolicy {
-    /// Only `security.capability`, the one attribute containerd's and our writer's compat mode
-    /// emit. Everything else is skipped and counted in [`crate::ApplyStats::xattrs_skipped`].
-    #[default]
-    Compat,
-    /// Also `user.*` (except `user.overlay.*`, which an overlay mounted with `userxattr` would
-    /// read as its own private metadata), `security.ima` and `system.posix_acl_*` — the set our
-    /// writer's wide policy emits.
-    Wide,
-}
-
-impl XattrPolicy {
-    /// Whether this policy applies (and, on directory-over-directory, manages) `name`.
-    pub fn allows(self, name: &[u8]) -> bool {
-        if name == b"security.capability" {
-            return true;
-        }
-        match self {
-            XattrPolicy::Compat => false,
-            XattrPolicy::Wide => {
-                (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
-                    || name == b"security.ima"
-                    || name.starts_with(b"system.posix_acl_")
-            }
-        }
-    }
-}
+pub use fs_change::XattrPolicy;
 
 /// What to do with a `trusted.*` xattr in a layer. Applying one from an untrusted tar could
 /// forge overlay metadata (`trusted.overlay.opaque`, `.redirect`, `.metacopy`), so it is never
@@ -74,24 +48,9 @@ pub enum XattrFailure {
     Warn,
 }
 
-/// Which xattr namespace an overlay reads its private attributes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverlayNamespace {
-    /// `trusted.overlay.*`: the default for a mount made with `CAP_SYS_ADMIN`.
-    Trusted,
-    /// `user.overlay.*`: mounts with the `userxattr` option (unprivileged overlays, Linux 5.11+).
-    User,
-}
-
-impl OverlayNamespace {
-    /// The opaque-directory attribute name in this namespace.
-    pub fn opaque_xattr(self) -> &'static std::ffi::CStr {
-        match self {
-            OverlayNamespace::Trusted => c"trusted.overlay.opaque",
-            OverlayNamespace::User => c"user.overlay.opaque",
-        }
-    }
-}
+/// Which xattr namespace an overlay reads its private attributes from: the one overlay
+/// namespace type of every crate.
+pub use fs_change::overlay::Namespace as OverlayNamespace;
 
 /// Apply in overlay form, as Docker's `ApplyDiff` into an overlay upperdir and containerd's
 /// `OverlayConvertWhiteout` do: `DIR/.wh.NAME` becomes a 0/0 character device `DIR/NAME` owned by

@@ -153,7 +153,7 @@ impl Session {
                 let fd = readable(resolved.as_fd())?;
                 rustix::fs::fsetxattr(
                     &fd,
-                    form.namespace.opaque_xattr(),
+                    form.namespace.attr(fs_change::overlay::PrivateAttr::Opaque),
                     b"y",
                     XattrFlags::empty(),
                 )

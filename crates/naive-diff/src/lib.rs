@@ -77,17 +77,14 @@ impl<'a, B: Tree, N: Tree> NaiveDiff<'a, B, N> {
     /// order. Output is identical to the serial mode. `false` restores the serial walk, which
     /// spawns nothing.
     pub fn parallel(mut self, parallel: bool) -> Self {
-        self.threads = if parallel {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            1
-        };
+        self.threads = fs_change::Threads::parallel(parallel).count();
         self
     }
 
-    /// Uses exactly `threads` workers (`0` or `1`: serial).
+    /// Uses `threads` workers by the one convention of [`fs_change::Threads`]: `0` one per
+    /// available core (as [`Self::parallel`]), `1` serial, `n` exactly `n`.
     pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.threads = fs_change::Threads::from_count(threads).count();
         self
     }
 

@@ -616,11 +616,9 @@ impl Diff {
         } else {
             stack
         };
-        Ok(match self.whiteouts {
-            WhiteoutFormat::Aufs => stack.format(crate::stack::WhiteoutFormat::Aufs),
-            WhiteoutFormat::Xattr => stack.format(crate::stack::WhiteoutFormat::Xattr),
-            _ => stack,
-        })
+        // One `WhiteoutFormat` for walk and stack: the stack reads fuse-overlayfs lowers with
+        // the kernel rules, as a fuse-overlayfs mount does.
+        Ok(stack.format(self.whiteouts))
     }
 
     fn walk_settings(&self, config: Option<&OverlayConfig>, kernel: &KernelDefaults) -> Walk {
@@ -722,7 +720,7 @@ impl Diff {
             ));
         }
         let aufs = |dirs: &[PathBuf]| -> Result<LayerStack, Error> {
-            Ok(LayerStack::open(dirs)?.format(crate::stack::WhiteoutFormat::Aufs))
+            Ok(LayerStack::open(dirs)?.format(WhiteoutFormat::Aufs))
         };
         let new_stack = aufs(new)?;
         let fallback = (self.differ == Differ::Auto).then(|| fallback.clone());

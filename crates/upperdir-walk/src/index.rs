@@ -9,7 +9,7 @@
 use fs_change::{FsError, Meta, PlainDir, TreeDir};
 
 use crate::error::{FallbackReason, OverlayError};
-use crate::namespace::{Namespace, PrivateAttr};
+use fs_change::overlay::{Namespace, PrivateAttr};
 
 /// What the caller knows about the mount's `index` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -83,11 +83,11 @@ mod content;
 mod error;
 mod index;
 mod merged;
-mod namespace;
 mod opaque;
 mod parallel;
 mod redirect;
 mod settings;
+pub mod stack;
 mod stats;
 mod upperfile;
 mod walk;
@@ -100,13 +100,14 @@ use std::sync::Arc;
 use fs_change::{ChangeSink, DirTree, FsError, Tree};
 
 pub use error::{FallbackReason, OverlayError};
+pub use fs_change::overlay::{Namespace, PrivateAttr};
+pub use fs_change::WhiteoutFormat;
 pub use index::Index;
 pub use merged::{MergedDir, MergedView};
-pub use namespace::{Namespace, PrivateAttr};
 pub use opaque::OpaquePolicy;
 pub use redirect::Redirects;
+pub use stack::{LayerStack, StackDir, StackError};
 pub use stats::WalkStats;
-pub use whiteout::{WhiteoutFormat, META_PREFIX, OPAQUE_SENTINEL, WHITEOUT_PREFIX};
 
 use merged::{Ctx, MergedDir as Dir};
 use settings::Settings;
@@ -192,17 +193,14 @@ impl<'a, B: Tree> OverlayDiff<'a, B> {
     /// Compare directories on one worker per available core, feeding the sink in order from
     /// the calling thread. `false` restores the serial walk, which spawns nothing.
     pub fn parallel(mut self, parallel: bool) -> Self {
-        self.threads = if parallel {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            1
-        };
+        self.threads = fs_change::Threads::parallel(parallel).count();
         self
     }
 
-    /// Uses exactly `threads` workers (`0` or `1`: serial).
+    /// Uses `threads` workers by the one convention of [`fs_change::Threads`]: `0` one per
+    /// available core (as [`Self::parallel`]), `1` serial, `n` exactly `n`.
     pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.threads = fs_change::Threads::from_count(threads).count();
         self
     }
 

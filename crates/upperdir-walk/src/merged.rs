@@ -28,13 +28,13 @@ use fs_change::{
 
 use crate::attrs::OwnNames;
 use crate::error::{FallbackReason, OverlayError};
-use crate::namespace::PrivateAttr;
 use crate::opaque;
 use crate::redirect::{Redirect, Redirects};
 use crate::settings::Settings;
 use crate::upperfile::UpperFile;
 use crate::whiteout;
 use crate::xwhiteout;
+use fs_change::overlay::PrivateAttr;
 
 /// What one diff shares between its walkers: the two trees, the settings, and two side
 /// channels for what a [`TreeDir`] method cannot return (typed errors, metacopy data sources).

@@ -9,8 +9,9 @@
 use fs_change::{FsError, PlainDir, TreeDir};
 
 use crate::attrs::OwnNames;
-use crate::namespace::{Namespace, PrivateAttr};
-use crate::whiteout::{WhiteoutFormat, OPAQUE_SENTINEL};
+use fs_change::overlay::{Namespace, PrivateAttr, YES};
+use fs_change::whiteout::OPAQUE_MARKER as OPAQUE_SENTINEL;
+use fs_change::WhiteoutFormat;
 
 /// What to emit for an opaque directory that replaced a base directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -44,7 +45,7 @@ pub(crate) fn is_opaque(
     dir: &PlainDir,
     names: &OwnNames,
 ) -> Result<bool, FsError> {
-    let yes = |v: Option<Vec<u8>>| v.as_deref() == Some(b"y");
+    let yes = |v: Option<Vec<u8>>| v.as_deref() == Some(YES);
     let reads_opaque = matches!(
         format,
         WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs

@@ -7,6 +7,9 @@
 //! own lower directory), or an absolute path from the lower root otherwise (fs/overlayfs/dir.c
 //! `ovl_get_redirect`). The merged directory is the upper one merged over that lower one, so an
 //! upperdir walk that ignores the redirect loses every unmodified child (moby/buildkit#2490).
+//!
+//! [`Redirect::parse`] is the one validation of a redirect value: the upperdir merge
+//! ([`crate::MergedView`]) and the layer stack ([`crate::stack`]) both read values through it.
 
 use fs_change::order::join;
 

@@ -3,10 +3,10 @@
 use fs_change::SameOptions;
 
 use crate::index::Index;
-use crate::namespace::Namespace;
 use crate::opaque::OpaquePolicy;
 use crate::redirect::Redirects;
-use crate::whiteout::WhiteoutFormat;
+use fs_change::overlay::Namespace;
+use fs_change::WhiteoutFormat;
 
 /// Everything [`crate::OverlayDiff`]'s builder methods set; copied into every worker.
 #[derive(Debug, Clone, Copy, Default)]

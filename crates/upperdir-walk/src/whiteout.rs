@@ -1,69 +1,12 @@
 //! How an upperdir says "this lower name is gone": whiteout encodings and the listing of one
 //! upper directory in canonical order, whiteouts placed where the name they hide sorts.
 
-use fs_change::{DirEntryName, FileType, FsError, Meta, PlainDir, TreeDir};
+use fs_change::whiteout::{self, PREFIX as WHITEOUT_PREFIX};
+use fs_change::{DirEntryName, FileType, FsError, Meta, PlainDir, TreeDir, WhiteoutFormat};
 
 use crate::attrs::OwnNames;
-use crate::namespace::{Namespace, PrivateAttr};
 use crate::xwhiteout;
-
-/// The name prefix of an AUFS / fuse-overlayfs whiteout file: `.wh.NAME` hides `NAME`.
-pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
-/// The prefix of AUFS metadata names (`.wh..wh.aufs`, `.wh..wh.plnk`, `.wh..wh.orph`), which
-/// are skipped, except for the opaque sentinel.
-pub const META_PREFIX: &[u8] = b".wh..wh.";
-/// The opaque sentinel file: its presence makes its directory opaque.
-pub const OPAQUE_SENTINEL: &[u8] = b".wh..wh..opq";
-
-/// The whiteout encoding of the upperdir, chosen by the caller (it depends on who wrote the
-/// upperdir, not on anything the differ can probe cheaply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum WhiteoutFormat {
-    /// Kernel overlayfs: a character device 0/0 (any mode, owner or link count), or a zero-size
-    /// regular file carrying the private `overlay.whiteout` xattr (Linux 6.18 hides such a name
-    /// at lookup even in the upper layer; measured). Opaque: `overlay.opaque` = `y`.
-    /// Redirects and metacopy apply only to this format.
-    #[default]
-    Kernel,
-    /// AUFS: `.wh.NAME` files, the `.wh..wh..opq` sentinel, other `.wh..wh.*` names are
-    /// metadata and skipped (moby's aufs driver excluded them the same way).
-    Aufs,
-    /// fuse-overlayfs: 0/0 character devices where `mknod` was allowed, `.wh.NAME` files where it
-    /// was not (rootless), and opaque from `overlay.opaque` = `y` in the chosen namespace,
-    /// `user.fuseoverlayfs.opaque` = `y`, or the `.wh..wh..opq` sentinel it always writes too.
-    FuseOverlayfs,
-    /// gVisor (VFS1 overlay): a directory hides its lower child `NAME` with the private xattr
-    /// `overlay.whiteout.NAME` = `y` (`trusted.`, or `user.` with `userxattr`; any other value,
-    /// or the other namespace, hides nothing). A real upper entry of that name still shows
-    /// (the xattr hides only the lower one), and an upper directory of that name does not merge
-    /// with the lower directory: it replaced it, like an opaque one. No other encoding applies:
-    /// 0/0 devices and `.wh.` names are ordinary entries, `overlay.opaque`, redirects and
-    /// metacopy are not read.
-    Xattr,
-}
-
-impl WhiteoutFormat {
-    /// 0/0 character devices are whiteouts.
-    pub(crate) fn devices(self) -> bool {
-        matches!(self, WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs)
-    }
-
-    /// `.wh.NAME` files are whiteouts and `.wh..wh.*` names are metadata.
-    pub(crate) fn prefixed_files(self) -> bool {
-        matches!(self, WhiteoutFormat::Aufs | WhiteoutFormat::FuseOverlayfs)
-    }
-
-    /// Zero-size regular files with the private `overlay.whiteout` xattr are whiteouts, and
-    /// overlay xattrs (opaque, redirect, metacopy) have their kernel meaning.
-    pub(crate) fn kernel(self) -> bool {
-        self == WhiteoutFormat::Kernel
-    }
-
-    /// Directories hide children with `overlay.whiteout.NAME` xattrs.
-    pub(crate) fn xattr_names(self) -> bool {
-        self == WhiteoutFormat::Xattr
-    }
-}
+use fs_change::overlay::{Namespace, PrivateAttr};
 
 /// One position of an upper directory's listing in canonical order.
 #[derive(Debug)]
@@ -131,15 +74,13 @@ pub(crate) fn slots(
             });
             continue;
         }
-        if e.name.starts_with(META_PREFIX) {
-            continue;
-        }
-        if let Some(hidden) = e.name.strip_prefix(WHITEOUT_PREFIX) {
-            // `.wh.`, `.wh..` and `.wh...` name nothing a layer may delete (containerd refuses
-            // them on apply); a name with a `/` cannot come from getdents.
-            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+        if e.name.starts_with(WHITEOUT_PREFIX) {
+            // Metadata (`.wh..wh.*`) and `.wh.`, `.wh..`, `.wh...` (which name nothing a layer
+            // may delete; containerd refuses them on apply) hide nothing; a name with a `/`
+            // cannot come from getdents.
+            let Some(hidden) = whiteout::hidden_name(&e.name) else {
                 continue;
-            }
+            };
             out.push(Slot {
                 name: hidden.into(),
                 real: false,
@@ -159,7 +100,31 @@ pub(crate) fn slots(
     out
 }
 
-/// True when a real upper entry with stat `meta` is itself a whiteout in `format`.
+/// The one whiteout test for an entry with stat `meta`, shared by the upperdir merge and the
+/// layer stack (kernel `ovl_is_whiteout` / `ovl_path_is_whiteout`): a 0/0 character device where
+/// `format` uses devices, or, in the kernel format, a zero-size regular file carrying the private
+/// `overlay.whiteout` xattr, which `has_whiteout_xattr` reads (only for such files). Only the
+/// chosen namespace counts: a foreign `overlay.whiteout` is an ordinary xattr, and a non-empty
+/// file is never a whiteout.
+///
+/// # Errors
+/// What `has_whiteout_xattr` returns.
+pub(crate) fn is_whiteout<E>(
+    format: WhiteoutFormat,
+    meta: &Meta,
+    has_whiteout_xattr: impl FnOnce() -> Result<bool, E>,
+) -> Result<bool, E> {
+    if format.devices() && meta.is_whiteout_device() {
+        return Ok(true);
+    }
+    if format.kernel() && meta.file_type() == FileType::Regular && meta.size == 0 {
+        return has_whiteout_xattr();
+    }
+    Ok(false)
+}
+
+/// True when a real upper entry with stat `meta` is itself a whiteout in `format`
+/// ([`is_whiteout`]).
 ///
 /// # Errors
 /// Reading the `overlay.whiteout` xattr of a zero-size regular file failed.
@@ -170,15 +135,9 @@ pub(crate) fn is_whiteout_entry(
     name: &[u8],
     meta: &Meta,
 ) -> Result<bool, FsError> {
-    if format.devices() && meta.is_whiteout_device() {
-        return Ok(true);
-    }
-    if format.kernel() && meta.file_type() == FileType::Regular && meta.size == 0 {
-        // Only the chosen namespace: a foreign `overlay.whiteout` is an ordinary xattr, and a
-        // non-empty file is never a whiteout (kernel ovl_is_whiteout / ovl_path_is_whiteout).
-        return Ok(dir.xattr(name, ns.attr(PrivateAttr::Whiteout))?.is_some());
-    }
-    Ok(false)
+    is_whiteout(format, meta, || {
+        Ok(dir.xattr(name, ns.attr(PrivateAttr::Whiteout))?.is_some())
+    })
 }
 
 /// True when `hidden`, absent from the upper directory `dir`, is hidden there by a `.wh.` file
@@ -197,10 +156,7 @@ pub(crate) fn has_whiteout_file(
     if !format.prefixed_files() {
         return Ok(false);
     }
-    let mut name = Vec::with_capacity(WHITEOUT_PREFIX.len() + hidden.len());
-    name.extend_from_slice(WHITEOUT_PREFIX);
-    name.extend_from_slice(hidden);
-    Ok(dir.stat(&name)?.is_some())
+    Ok(dir.stat(&whiteout::whiteout_name(hidden))?.is_some())
 }
 
 /// True when `name` is one the prefixed formats reserve (a whiteout or metadata file), which

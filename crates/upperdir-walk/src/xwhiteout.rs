@@ -11,23 +11,21 @@ use std::ffi::CString;
 use fs_change::{FsError, PlainDir, TreeDir};
 
 use crate::attrs::OwnNames;
-use crate::namespace::Namespace;
-
-/// The value that makes an `overlay.whiteout.NAME` attribute a whiteout.
-const YES: &[u8] = b"y";
+use fs_change::overlay::{Namespace, YES};
 
 /// The longest xattr name the kernel accepts (`XATTR_NAME_MAX`): a longer whiteout attribute
 /// cannot exist, and asking for one would fail with `ERANGE`.
 const XATTR_NAME_MAX: usize = 255;
 
-/// True for a name that can be a directory entry (what getdents can return).
-fn is_child_name(name: &[u8]) -> bool {
+/// True for a name that can be a directory entry (what getdents can return), so can be looked
+/// up as one component.
+pub(crate) fn is_child_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/')
 }
 
 /// The attribute that hides `hidden` in namespace `ns`, or `None` when no such attribute can
 /// exist (too long for the kernel, or not a single name).
-fn attr_for(ns: Namespace, hidden: &[u8]) -> Option<CString> {
+pub(crate) fn attr_for(ns: Namespace, hidden: &[u8]) -> Option<CString> {
     let prefix = ns.whiteout_prefix();
     if !is_child_name(hidden) || prefix.len() + hidden.len() > XATTR_NAME_MAX {
         return None;

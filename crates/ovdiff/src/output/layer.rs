@@ -29,8 +29,8 @@ impl OutputBuilder {
     }
 
     /// Threads to compress and hash on. `1` (the default) spawns no thread of ours: gzip and
-    /// hashing run on the writing thread. `0` means one per available core. More threads
-    /// never change the output bytes.
+    /// hashing run on the writing thread. `0` means one per available core, as everywhere
+    /// ([`fs_change::Threads`]). More threads never change the output bytes.
     pub fn threads(mut self, threads: usize) -> OutputBuilder {
         self.threads = threads;
         self
@@ -43,10 +43,7 @@ impl OutputBuilder {
     /// zstd context that cannot be set up.
     pub fn build<W: Write>(self, inner: W) -> Result<LayerOutput<W>, OutputError> {
         self.compression.validate()?;
-        let threads = match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let threads = fs_change::Threads::from_count(self.threads).count();
         let hashed = |inner| Sink {
             inner,
             hasher: Some(Sha256::new()),

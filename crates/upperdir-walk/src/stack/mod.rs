@@ -18,14 +18,19 @@
 //! - private xattrs of the chosen namespace are hidden from [`TreeDir::xattrs`] and
 //!   `overlay.overlay.X` shows as `overlay.X`.
 //!
+//! The same rules, for the upperdir on top, are what [`crate::MergedView`] computes; both take
+//! their vocabulary from [`fs_change::whiteout`] and [`fs_change::overlay`] and their redirect
+//! validation from one parser.
+//!
 //! [`WhiteoutFormat::Aufs`] reads layers extracted AUFS/OCI style instead: `.wh.NAME` files,
 //! `.wh..wh..opq` opaque markers, other `.wh..wh.*` metadata hidden. [`WhiteoutFormat::Xattr`]
 //! reads gVisor-style layers: a directory hides the name `NAME` in the layers below it with the
-//! private xattr `overlay.whiteout.NAME` = `y`.
+//! private xattr `overlay.whiteout.NAME` = `y`. [`WhiteoutFormat::FuseOverlayfs`] names how an
+//! upperdir was written; its lowers are ordinary overlay lowers, read with the kernel rules.
 //!
 //! ```no_run
 //! use fs_change::{Tree, TreeDir};
-//! use ovdiff::stack::LayerStack;
+//! use upperdir_walk::stack::LayerStack;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let stack = LayerStack::open(&["/layers/3", "/layers/2", "/layers/1"])?;
 //! let etc = stack.open_dir(b"etc")?.expect("etc exists");
@@ -43,31 +48,12 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fs_change::overlay::Namespace;
 use fs_change::{FsError, Root, Tree, TreeDir};
 use rustix::fs::OFlags;
 
 pub use dir::StackDir;
-
-use crate::mounts::{KernelDefaults, MountError, OverlayConfig};
-use crate::XattrNamespace;
-
-/// How whiteouts and opaque directories are encoded in the layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WhiteoutFormat {
-    /// Kernel overlayfs: 0/0 character devices, xattr whiteouts, `overlay.opaque`, redirects,
-    /// metacopy.
-    #[default]
-    Overlay,
-    /// AUFS / extracted OCI layers: `.wh.NAME` hides `NAME` in the layers below,
-    /// `.wh..wh..opq` makes its directory opaque, other `.wh.*` names are never visible.
-    Aufs,
-    /// gVisor: a directory hides `NAME` in the layers below it with the private xattr
-    /// `overlay.whiteout.NAME` = `y` (chosen namespace only; other values hide nothing). An
-    /// entry of that name in the same layer still shows, and a directory there does not merge
-    /// with the ones below. Devices, `.wh.` names, `overlay.opaque`, redirects and metacopy
-    /// have no meaning: those entries are ordinary. Private xattrs stay hidden.
-    Xattr,
-}
+pub use fs_change::WhiteoutFormat;
 
 /// A layer stack could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +65,6 @@ pub enum StackError {
     /// A layer directory could not be opened.
     #[error("opening layer: {0}")]
     Open(#[source] FsError),
-    /// The overlay options conflict, so the mount they describe cannot exist.
-    #[error(transparent)]
-    Config(#[from] MountError),
 }
 
 impl From<StackError> for std::io::Error {
@@ -104,7 +87,7 @@ pub(crate) struct Shared {
     /// Data-only layers, searched only for metacopy data.
     pub data: Vec<Arc<Root>>,
     pub format: WhiteoutFormat,
-    pub namespace: XattrNamespace,
+    pub namespace: Namespace,
     pub follow_redirects: bool,
     pub metacopy: bool,
 }
@@ -141,31 +124,12 @@ impl LayerStack {
             shared: Arc::new(Shared {
                 layers,
                 data: Vec::new(),
-                format: WhiteoutFormat::Overlay,
-                namespace: XattrNamespace::Trusted,
+                format: WhiteoutFormat::Kernel,
+                namespace: Namespace::Trusted,
                 follow_redirects: true,
                 metacopy: true,
             }),
         })
-    }
-
-    /// The stack a mount with these options has as its lower layers (the upperdir is not part
-    /// of it), with the namespace, redirect and metacopy settings the kernel would use.
-    /// Relative layer paths are resolved against the current directory.
-    ///
-    /// # Errors
-    /// [`StackError::Config`] for options the kernel refuses; otherwise as
-    /// [`LayerStack::open`].
-    pub fn from_config(
-        config: &OverlayConfig,
-        defaults: &KernelDefaults,
-    ) -> Result<LayerStack, StackError> {
-        let eff = config.effective(defaults)?;
-        Ok(LayerStack::open(&config.lowers)?
-            .data_only(&config.data_only)?
-            .namespace(eff.namespace)
-            .follow_redirects(eff.follows_redirects())
-            .metacopy(eff.metacopy))
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Shared)) -> LayerStack {
@@ -187,7 +151,7 @@ impl LayerStack {
     }
 
     /// Reads private xattrs from this namespace only (`user.overlay.` for `userxattr` mounts).
-    pub fn namespace(self, namespace: XattrNamespace) -> LayerStack {
+    pub fn namespace(self, namespace: Namespace) -> LayerStack {
         self.edit(|s| s.namespace = namespace)
     }
 

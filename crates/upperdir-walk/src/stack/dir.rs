@@ -10,12 +10,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fs_change::order::join;
+use fs_change::overlay::{PrivateAttr, YES};
 use fs_change::sys::{self, DirEntryName, Xattrs};
+use fs_change::whiteout::{self, PREFIX as WHITEOUT_PREFIX};
 use fs_change::{FileType, FsError, Meta, Source, TreeDir};
-use upperdir_walk::PrivateAttr;
 
-use super::lookup::{valid_name, LayerRef, Loc, Part, Resolved, WH_PREFIX, XWHITEOUT_YES};
+use super::lookup::{LayerRef, Loc, Part, Resolved};
 use super::{Shared, WhiteoutFormat};
+use crate::xwhiteout::is_child_name;
 
 /// An open merged directory of a [`LayerStack`](super::LayerStack): the directories of every
 /// layer that contributes to it, topmost first.
@@ -73,7 +75,9 @@ impl StackDir {
     /// The name under which a user-visible xattr is stored in the layers.
     fn stored_attr<'a>(&self, attr: &'a CStr) -> Cow<'a, CStr> {
         match self.shared.format {
-            WhiteoutFormat::Overlay | WhiteoutFormat::Xattr => self.shared.namespace.raw_name(attr),
+            WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs | WhiteoutFormat::Xattr => {
+                self.shared.namespace.raw_name(attr)
+            }
             WhiteoutFormat::Aufs => Cow::Borrowed(attr),
         }
     }
@@ -82,7 +86,7 @@ impl StackDir {
     fn visible_xattrs(&self, stored: Xattrs) -> Xattrs {
         match self.shared.format {
             WhiteoutFormat::Aufs => stored,
-            WhiteoutFormat::Overlay | WhiteoutFormat::Xattr => {
+            WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs | WhiteoutFormat::Xattr => {
                 self.shared.namespace.visible_xattrs(stored)
             }
         }
@@ -100,19 +104,13 @@ impl StackDir {
         else {
             return Ok(true);
         };
-        if meta.is_whiteout_device() {
-            return Ok(true);
-        }
-        if meta.file_type() != FileType::Regular || meta.size != 0 {
-            return Ok(false);
-        }
-        Ok(sys::get_xattr_at(
-            fd,
-            &entry.name,
-            self.shared.namespace.attr(PrivateAttr::Whiteout),
-        )
-        .map_err(|e| FsError::io("lgetxattr", self.display_path(&entry.name), e))?
-        .is_some())
+        // Lowers of every format that reaches here are read with the kernel rules.
+        crate::whiteout::is_whiteout(WhiteoutFormat::Kernel, &meta, || {
+            let attr = self.shared.namespace.attr(PrivateAttr::Whiteout);
+            Ok(sys::get_xattr_at(fd, &entry.name, attr)
+                .map_err(|e| FsError::io("lgetxattr", self.display_path(&entry.name), e))?
+                .is_some())
+        })
     }
 
     fn list_overlay(&self) -> Result<Vec<DirEntryName>, FsError> {
@@ -141,14 +139,14 @@ impl StackDir {
     fn list_aufs(&self) -> Result<Vec<DirEntryName>, FsError> {
         self.list_layered(|_, entries| {
             let mut whiteouts = Vec::new();
-            entries.retain(|entry| match entry.name.strip_prefix(WH_PREFIX) {
-                Some(target) => {
-                    if !target.starts_with(WH_PREFIX) && !target.is_empty() {
-                        whiteouts.push(Box::<[u8]>::from(target));
-                    }
-                    false
+            entries.retain(|entry| {
+                if !entry.name.starts_with(WHITEOUT_PREFIX) {
+                    return true;
                 }
-                None => true,
+                if let Some(target) = whiteout::hidden_name(&entry.name) {
+                    whiteouts.push(Box::<[u8]>::from(target));
+                }
+                false
             });
             Ok(whiteouts)
         })
@@ -164,7 +162,7 @@ impl StackDir {
             Ok(attrs
                 .into_iter()
                 .filter_map(|(attr, value)| match attr.strip_prefix(prefix) {
-                    Some(name) if valid_name(name) && value == XWHITEOUT_YES => Some(name.into()),
+                    Some(name) if is_child_name(name) && value == YES => Some(name.into()),
                     _ => None,
                 })
                 .collect())
@@ -211,7 +209,7 @@ impl TreeDir for StackDir {
     /// The merged names: every name whose topmost occurrence is not a whiteout, sorted.
     fn list(&self) -> Result<Vec<DirEntryName>, FsError> {
         match self.shared.format {
-            WhiteoutFormat::Overlay => self.list_overlay(),
+            WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs => self.list_overlay(),
             WhiteoutFormat::Aufs => self.list_aufs(),
             WhiteoutFormat::Xattr => self.list_xattr(),
         }

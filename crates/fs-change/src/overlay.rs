@@ -1,4 +1,6 @@
-//! The overlay's private xattr namespace, decided once per diff.
+//! The overlay's private xattr vocabulary, defined once for every crate: the namespace
+//! ([`Namespace`], decided once per diff, walk, stack or apply) and the private attributes in it
+//! ([`PrivateAttr`]).
 //!
 //! The kernel keeps its bookkeeping under `trusted.overlay.` or, with the `userxattr` mount
 //! option, under `user.overlay.` (fs/overlayfs/xattrs.c). Only that one namespace is private:
@@ -12,7 +14,11 @@
 use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 
-use fs_change::Xattrs;
+use crate::Xattrs;
+
+/// The value of `overlay.opaque` that makes a directory opaque (`x`, Linux 6.8+, only marks a
+/// directory holding xattr whiteouts), and of a gVisor `overlay.whiteout.NAME` that hides `NAME`.
+pub const YES: &[u8] = b"y";
 
 /// Where the overlay's private xattrs live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -87,7 +93,7 @@ impl Namespace {
 
     /// The prefix of gVisor-style whiteout xattrs on a directory: `trusted.overlay.whiteout.`
     /// or `user.overlay.whiteout.`, followed by the name of the hidden child
-    /// ([`crate::WhiteoutFormat::Xattr`]).
+    /// ([`crate::whiteout::WhiteoutFormat::Xattr`]).
     pub fn whiteout_prefix(self) -> &'static [u8] {
         match self {
             Namespace::Trusted => b"trusted.overlay.whiteout.",

@@ -12,20 +12,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use fs_change::order::join;
+use fs_change::overlay::{PrivateAttr, YES};
 use fs_change::sys;
+use fs_change::whiteout::{self, OPAQUE_MARKER, PREFIX as WHITEOUT_PREFIX};
 use fs_change::{FileType, FsError, Meta};
-use upperdir_walk::PrivateAttr;
 
 use super::{Shared, WhiteoutFormat};
-
-/// The AUFS whiteout prefix.
-pub(crate) const WH_PREFIX: &[u8] = b".wh.";
-/// The AUFS opaque marker.
-pub(crate) const WH_OPAQUE: &[u8] = b".wh..wh..opq";
-/// The value of a gVisor `overlay.whiteout.NAME` xattr that hides `NAME`.
-pub(crate) const XWHITEOUT_YES: &[u8] = b"y";
-/// `XATTR_NAME_MAX`: no longer xattr name can exist (asking for one fails with `ERANGE`).
-const XATTR_NAME_MAX: usize = 255;
+use crate::redirect::Redirect;
+use crate::xwhiteout::{self, is_child_name};
 
 /// One layer's directory contributing to a merged directory.
 #[derive(Debug)]
@@ -138,17 +132,12 @@ impl Ctx<'_> {
     }
 }
 
-/// True for a name that can be looked up as one component.
-pub(crate) fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/')
-}
-
 /// True when the directory open as `dir` holds the AUFS opaque marker.
 pub(crate) fn aufs_opaque(
     dir: BorrowedFd<'_>,
     display: impl Fn() -> PathBuf,
 ) -> Result<bool, FsError> {
-    sys::stat_at(dir, WH_OPAQUE)
+    sys::stat_at(dir, OPAQUE_MARKER)
         .map(|m| m.is_some())
         .map_err(|e| FsError::io("statx", display(), e))
 }
@@ -161,12 +150,14 @@ impl Shared {
         name: &[u8],
         display: &dyn Fn() -> PathBuf,
     ) -> Result<Option<Resolved>, FsError> {
-        if !valid_name(name) {
+        if !is_child_name(name) {
             return Ok(None);
         }
         let ctx = Ctx { display };
         match self.format {
-            WhiteoutFormat::Overlay => self.lookup_overlay(parts, name, &ctx),
+            WhiteoutFormat::Kernel | WhiteoutFormat::FuseOverlayfs => {
+                self.lookup_overlay(parts, name, &ctx)
+            }
             WhiteoutFormat::Aufs => self.lookup_aufs(parts, name, &ctx),
             WhiteoutFormat::Xattr => self.lookup_xattr(parts, name, &ctx),
         }
@@ -316,7 +307,16 @@ impl Shared {
         let Some(meta) = sys::stat_at(dir, comp).map_err(|e| ctx.io("statx", e))? else {
             return Ok(None);
         };
-        if meta.is_whiteout_device() || self.is_xwhiteout(dir, comp, &meta, ctx)? {
+        // A zero-size regular file with the private `overlay.whiteout` xattr: Linux 6.18 hides
+        // such a name at lookup in any lower layer (measured), whatever its parent's
+        // `overlay.opaque`; `x` on the parent only makes readdir leave it out too.
+        let whiteout = crate::whiteout::is_whiteout(WhiteoutFormat::Kernel, &meta, || {
+            let attr = self.namespace.attr(PrivateAttr::Whiteout);
+            Ok(sys::get_xattr_at(dir, comp, attr)
+                .map_err(|e| ctx.io("lgetxattr", e))?
+                .is_some())
+        })?;
+        if whiteout {
             st.stop = true;
             return Ok(None);
         }
@@ -359,7 +359,7 @@ impl Shared {
             let opaque = sys::get_xattr_fd(fd.as_fd(), self.namespace.attr(PrivateAttr::Opaque))
                 .map_err(|e| ctx.io("fgetxattr", e))?;
             // `x` only marks a directory holding xattr whiteouts: not opaque.
-            if opaque.as_deref() == Some(b"y") {
+            if opaque.as_deref() == Some(YES) {
                 st.stop = true;
             } else {
                 let redirect =
@@ -374,26 +374,6 @@ impl Shared {
             real,
             meta,
         }))
-    }
-
-    /// A zero-size regular file with the private `overlay.whiteout` xattr. Linux 6.18 hides
-    /// such a name at lookup in any lower layer (measured), whatever its parent's
-    /// `overlay.opaque`; `x` on the parent only makes readdir leave it out too.
-    fn is_xwhiteout(
-        &self,
-        dir: BorrowedFd<'_>,
-        comp: &[u8],
-        meta: &Meta,
-        ctx: &Ctx<'_>,
-    ) -> Result<bool, FsError> {
-        if meta.file_type() != FileType::Regular || meta.size != 0 {
-            return Ok(false);
-        }
-        Ok(
-            sys::get_xattr_at(dir, comp, self.namespace.attr(PrivateAttr::Whiteout))
-                .map_err(|e| ctx.io("lgetxattr", e))?
-                .is_some(),
-        )
     }
 
     /// `ovl_check_redirect`: validates a redirect and rewrites the name for the layers below.
@@ -417,28 +397,27 @@ impl Shared {
                 ),
             )
         };
+        let Some(redirect) = Redirect::parse(&value) else {
+            return Err(invalid());
+        };
         let tail_start = st.name.len().saturating_sub(post);
         let tail: Vec<Vec<u8>> = st.name[tail_start..].to_vec();
-        if let Some(abs) = value.strip_prefix(b"/") {
-            let comps: Vec<Vec<u8>> = abs.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
-            if comps.iter().any(|c| !valid_name(c)) {
-                return Err(invalid());
+        match redirect {
+            Redirect::Absolute(abs) => {
+                st.name = abs.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
+                st.name.extend(tail);
+                st.absolute = true;
+                st.absolute_redirect = true;
+                // An opaque ancestor met on the way does not stop an absolute redirect.
+                st.stop = false;
             }
-            st.name = comps;
-            st.name.extend(tail);
-            st.absolute = true;
-            st.absolute_redirect = true;
-            // An opaque ancestor met on the way does not stop an absolute redirect.
-            st.stop = false;
-        } else {
-            if !valid_name(&value) {
-                return Err(invalid());
+            Redirect::Relative(rel) => {
+                let prefix_end = tail_start.saturating_sub(1);
+                let mut name = st.name[..prefix_end].to_vec();
+                name.push(rel.to_vec());
+                name.extend(tail);
+                st.name = name;
             }
-            let prefix_end = tail_start.saturating_sub(1);
-            let mut name = st.name[..prefix_end].to_vec();
-            name.push(value.clone());
-            name.extend(tail);
-            st.name = name;
         }
         st.redirected = true;
         Ok(())
@@ -569,18 +548,14 @@ impl Shared {
         name: &[u8],
         ctx: &Ctx<'_>,
     ) -> Result<Option<Resolved>, FsError> {
-        let prefix = self.namespace.whiteout_prefix();
-        let attr = match prefix.len() + name.len() <= XATTR_NAME_MAX {
-            true => std::ffi::CString::new([prefix, name].concat()).ok(),
-            false => None,
-        };
+        let attr = xwhiteout::attr_for(self.namespace, name);
         let mut hits: Vec<Hit> = Vec::new();
         for part in parts {
             let fd = part.fd.as_fd();
             let mut stop = Self::layer_hit(part, name, &mut hits, ctx, |_| Ok(false))?;
             if let Some(attr) = &attr {
                 let value = sys::get_xattr_fd(fd, attr).map_err(|e| ctx.io("fgetxattr", e))?;
-                stop |= value.as_deref() == Some(XWHITEOUT_YES);
+                stop |= value.as_deref() == Some(YES);
             }
             if stop {
                 break;
@@ -611,10 +586,10 @@ impl Shared {
         name: &[u8],
         ctx: &Ctx<'_>,
     ) -> Result<Option<Resolved>, FsError> {
-        if name.starts_with(WH_PREFIX) {
+        if name.starts_with(WHITEOUT_PREFIX) {
             return Ok(None);
         }
-        let whiteout = [WH_PREFIX, name].concat();
+        let whiteout = whiteout::whiteout_name(name);
         let mut hits: Vec<Hit> = Vec::new();
         for part in parts {
             let fd = part.fd.as_fd();
