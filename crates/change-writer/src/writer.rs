@@ -821,11 +821,8 @@ impl<W: Write, T: ParentDirs> ChangeSink for ChangeWriter<W, T> {
 }
 
 fn reader_gone(name: &[u8]) -> WriteError {
-    WriteError::ReadAhead {
-        source: std::io::Error::other(format!(
-            "the reader of {} stopped unexpectedly",
-            String::from_utf8_lossy(name)
-        )),
+    WriteError::ReaderStopped {
+        path: bytes_path(name),
     }
 }
 

@@ -47,7 +47,8 @@ fn the_differs_listing_decides_which_attributes_are_read() {
         ("listed", Some(b"trusted.overlay.metacopy\0user.x\0")),
         ("private_only", Some(b"trusted.overlay.metacopy\0")),
         ("unknown", None),
-        ("unlisted", Some(b"user.y\0")),
+        // Listed, but with nothing the policy records.
+        ("unlisted", Some(b"security.selinux\0")),
     ];
     for parallel in [false, true] {
         let mut writer =

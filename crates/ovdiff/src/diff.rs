@@ -933,7 +933,10 @@ fn empty_base() -> Result<(tempfile::TempDir, DirTree), Error> {
     let empty = tempfile::Builder::new()
         .prefix(".ovdiff-empty-base-")
         .tempdir()
-        .map_err(Error::Temp)?;
+        .map_err(|source| Error::Temp {
+            dir: std::env::temp_dir(),
+            source,
+        })?;
     let tree = DirTree::open(empty.path()).map_err(|source| Error::Open {
         what: "base",
         path: empty.path().to_path_buf(),

@@ -93,8 +93,14 @@ pub enum Error {
         source: KernelViewError,
     },
     /// A temporary directory (the empty base of a parentless snapshot) could not be made.
-    #[error("creating a temporary directory: {0}")]
-    Temp(#[source] io::Error),
+    #[error("creating a temporary directory in {}: {source}", dir.display())]
+    Temp {
+        /// The directory it was to be made in.
+        dir: PathBuf,
+        /// Why not.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -116,7 +122,7 @@ impl Error {
             | Error::Naive(NaiveError::Vanished { .. }) => io::ErrorKind::NotFound,
             Error::Write(WriteError::Sink { source, .. }) => source.kind(),
             Error::Write(WriteError::Read { source, .. }) => source.kind(),
-            Error::Output(OutputError::Write(e)) | Error::Temp(e) => e.kind(),
+            Error::Output(OutputError::Write(e)) | Error::Temp { source: e, .. } => e.kind(),
             _ => io::ErrorKind::Other,
         }
     }
