@@ -161,6 +161,10 @@ fn write_in_child(f: &Fixture, out: &Path, no_tmp: &Path) -> (Vec<u8>, bool) {
         .env("OVDIFF_CHILD_LOWERS", lowers.join(":"))
         .env("OVDIFF_CHILD_OUT", out)
         .env("TMPDIR", no_tmp)
+        .env(
+            "OVDIFF_CHILD_ROOT",
+            if f.root_user && !drop_root { "1" } else { "0" },
+        )
         .output()
         .expect("run the child test");
     assert!(
@@ -224,6 +228,13 @@ fn child_writes_the_fallback_layer() {
     let upper = PathBuf::from(var("OVDIFF_CHILD_UPPER"));
     let lowers: Vec<PathBuf> = std::env::split_paths(&var("OVDIFF_CHILD_LOWERS")).collect();
     let out = PathBuf::from(var("OVDIFF_CHILD_OUT"));
+    // The parent dropped root for this process, unless it could not.
+    let may_be_root = var("OVDIFF_CHILD_ROOT") == "1";
+    assert!(
+        may_be_root || !rustix::process::geteuid().is_root(),
+        "the child runs as root"
+    );
+    assert!(!std::env::temp_dir().exists(), "TMPDIR exists");
     let file = std::fs::File::create(&out).expect("create the layer file");
     let report = Diff::upper(&upper, Base::Lowers(lowers))
         .differ(Differ::Naive)
