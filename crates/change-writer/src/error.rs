@@ -91,12 +91,20 @@ pub enum WriteError {
         #[source]
         source: EncodeError,
     },
-    /// A read-ahead thread could not be started or stopped unexpectedly.
+    /// A read-ahead thread could not be started.
     #[error("read-ahead pool: {source}")]
     ReadAhead {
         /// The cause.
         #[source]
         source: io::Error,
+    },
+    /// The read-ahead thread fetching an entry's content stopped without its bytes or an
+    /// error (it panicked, or sent more than the recorded size): a fault of the writer, not
+    /// of the file.
+    #[error("{}: the read-ahead thread reading it stopped unexpectedly", path.display())]
+    ReaderStopped {
+        /// The tar entry being written.
+        path: PathBuf,
     },
     /// An earlier error stopped the stream; nothing more is written.
     #[error("the tar stream was stopped by an earlier error and is incomplete")]
@@ -114,7 +122,8 @@ impl WriteError {
             | WriteError::MissingEntry { path, .. }
             | WriteError::ParentNotDirectory { path, .. }
             | WriteError::UnsupportedType { path, .. }
-            | WriteError::Unencodable { path, .. } => Some(path),
+            | WriteError::Unencodable { path, .. }
+            | WriteError::ReaderStopped { path } => Some(path),
             WriteError::OutOfOrder(_) | WriteError::ReadAhead { .. } | WriteError::Stopped => None,
         }
     }
@@ -131,7 +140,7 @@ impl WriteError {
             | WriteError::UnsupportedType { .. }
             | WriteError::Unencodable { .. } => io::ErrorKind::InvalidData,
             WriteError::ParentNotDirectory { .. } => io::ErrorKind::NotADirectory,
-            WriteError::Stopped => io::ErrorKind::Other,
+            WriteError::ReaderStopped { .. } | WriteError::Stopped => io::ErrorKind::Other,
         }
     }
 

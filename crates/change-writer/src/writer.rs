@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use fs_change::order::split_parent;
 use fs_change::{
-    sys, Change, ChangeKind, ChangeSink, Entry, FileType, FsError, OutOfOrder, Root, SinkError,
-    Source, Xattrs,
+    sys, Change, ChangeKind, ChangeSink, Entry, FileType, FsError, OutOfOrder, ParentDirs, Root,
+    SinkError, Source, Xattrs,
 };
 
 use crate::content;
@@ -39,8 +39,10 @@ const ZERO_COPY_MIN: u64 = 64 << 10;
 ///
 /// Changes arrive through [`ChangeSink::push`] (or [`ChangeWriter::write_change`]) in canonical
 /// order. For each one the writer:
-/// - writes every ancestor directory not written yet, outermost first, with its `lstat` from
-///   `new_root` (containerd `includeParents`), and never writes a directory twice;
+/// - writes every ancestor directory not written yet, outermost first, with the metadata and
+///   xattrs the new tree has for it (containerd `includeParents`; the tree is any
+///   [`ParentDirs`]: a plain directory's `Arc<Root>`, a merged view), and never writes a
+///   directory twice;
 /// - writes a `Delete` as the whiteout `DIR/.wh.NAME` (regular, size 0, mode 0, owner 0,
 ///   mtime 0), and the opaque marker [`Change::opaque_marker`] (a `Delete` of
 ///   `DIR/.wh..wh..opq`) as that entry with the same fields, after `DIR/` and before its
@@ -59,9 +61,16 @@ const ZERO_COPY_MIN: u64 = 64 << 10;
 /// By default everything runs on the calling thread. [`ChangeWriter::read_ahead`] adds a small
 /// pool that opens and reads the next files while the current one is written; the bytes are
 /// identical either way.
-pub struct ChangeWriter<W: Write> {
+pub struct ChangeWriter<W: Write, T = Arc<Root>> {
+    core: Core<W>,
+    /// Where implicit parent directories are looked up.
+    tree: T,
+}
+
+/// Everything of the writer but its tree, so that a change can be handled with the tree
+/// borrowed beside it.
+struct Core<W: Write> {
     out: Output<W>,
-    root: Arc<Root>,
     policy: XattrPolicy,
     mtime_bound: Option<i64>,
     opaque_markers: bool,
@@ -82,53 +91,66 @@ pub struct ChangeWriter<W: Write> {
     stopped: bool,
 }
 
-impl<W: Write> fmt::Debug for ChangeWriter<W> {
+impl<W: Write, T: fmt::Debug> fmt::Debug for ChangeWriter<W, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.core;
         f.debug_struct("ChangeWriter")
-            .field("new_root", &self.root.path())
-            .field("xattr_policy", &self.policy)
-            .field("mtime_upper_bound", &self.mtime_bound)
-            .field("opaque_markers", &self.opaque_markers)
-            .field("read_ahead", &self.queue.pool.as_ref().map(Pool::config))
-            .field("zero_copy", &self.kernel_copy.is_some())
-            .field("stats", &self.stats)
-            .field("stopped", &self.stopped)
+            .field("new_tree", &self.tree)
+            .field("xattr_policy", &c.policy)
+            .field("mtime_upper_bound", &c.mtime_bound)
+            .field("opaque_markers", &c.opaque_markers)
+            .field("read_ahead", &c.queue.pool.as_ref().map(Pool::config))
+            .field("zero_copy", &c.kernel_copy.is_some())
+            .field("stats", &c.stats)
+            .field("stopped", &c.stopped)
             .finish_non_exhaustive()
     }
 }
 
-impl<W: Write> ChangeWriter<W> {
-    /// A writer of the layer to `out`, for changes whose new tree is `new_root` (implicit parent
-    /// directories are stat'ed there). Serial, compat xattrs, no mtime bound, opaque markers
-    /// accepted.
-    pub fn new(out: W, new_root: Arc<Root>) -> Self {
+impl<W: Write> ChangeWriter<W, ()> {
+    /// A writer of the layer to `out` whose new tree comes with each change
+    /// ([`ChangeWriter::write_change_in`]), for a caller that holds the tree only while it
+    /// diffs. Otherwise as [`ChangeWriter::new`].
+    pub fn unbound(out: W) -> Self {
+        ChangeWriter::new(out, ())
+    }
+}
+
+impl<W: Write, T> ChangeWriter<W, T> {
+    /// A writer of the layer to `out`, for changes whose new tree is `new_tree`: implicit
+    /// parent directories are looked up there ([`ParentDirs`]; a plain directory's
+    /// `Arc<Root>`, or any [`fs_change::Tree`]). Serial, compat xattrs, no mtime bound, opaque
+    /// markers accepted.
+    pub fn new(out: W, new_tree: T) -> Self {
         ChangeWriter {
-            out: Output::new(out),
-            root: new_root,
-            policy: XattrPolicy::default(),
-            mtime_bound: None,
-            opaque_markers: true,
-            order: Order::default(),
-            dirs: HashSet::new(),
-            last_parent: Vec::new(),
-            open_dirs: DirCache::default(),
-            links: Links::default(),
-            queue: Queue {
-                items: VecDeque::new(),
-                files: 0,
-                pool: None,
+            core: Core {
+                out: Output::new(out),
+                policy: XattrPolicy::default(),
+                mtime_bound: None,
+                opaque_markers: true,
+                order: Order::default(),
+                dirs: HashSet::new(),
+                last_parent: Vec::new(),
+                open_dirs: DirCache::default(),
+                links: Links::default(),
+                queue: Queue {
+                    items: VecDeque::new(),
+                    files: 0,
+                    pool: None,
+                },
+                group_xattrs: Vec::new(),
+                kernel_copy: None,
+                stats: WriteStats::default(),
+                stopped: false,
             },
-            group_xattrs: Vec::new(),
-            kernel_copy: None,
-            stats: WriteStats::default(),
-            stopped: false,
+            tree: new_tree,
         }
     }
 
     /// Which xattrs are recorded; [`XattrPolicy::Compat`] (only `security.capability`) by
     /// default.
     pub fn xattr_policy(mut self, policy: XattrPolicy) -> Self {
-        self.policy = policy;
+        self.core.policy = policy;
         self
     }
 
@@ -136,7 +158,7 @@ impl<W: Write> ChangeWriter<W> {
     /// `WithModTimeUpperBound`). Earlier mtimes are kept; whiteouts keep mtime 0. `None` (the
     /// default) writes mtimes as they are, truncated to whole seconds.
     pub fn mtime_upper_bound(mut self, bound: Option<i64>) -> Self {
-        self.mtime_bound = bound;
+        self.core.mtime_bound = bound;
         self
     }
 
@@ -144,7 +166,7 @@ impl<W: Write> ChangeWriter<W> {
     /// refused as invalid paths (`false`, for callers that promise containerd-compatible
     /// explicit deletes and want a stray marker caught).
     pub fn opaque_markers(mut self, accept: bool) -> Self {
-        self.opaque_markers = accept;
+        self.core.opaque_markers = accept;
         self
     }
 
@@ -152,38 +174,34 @@ impl<W: Write> ChangeWriter<W> {
     /// start with the first file; the output is byte-identical to the serial mode's. Worth it
     /// when reads wait on storage or the output is CPU-heavy; see [`ReadAhead`].
     pub fn read_ahead(mut self, config: ReadAhead) -> Self {
-        self.queue.pool = Some(Pool::new(config));
+        self.core.queue.pool = Some(Pool::new(config));
         self
     }
 
     /// Reads every file on the calling thread and spawns no thread (the default).
     pub fn serial(mut self) -> Self {
-        self.queue.pool = None;
+        self.core.queue.pool = None;
         self
     }
 
     /// What has been queued or written so far (`tar_bytes` and `entries` count what reached
     /// the output buffer).
     pub fn stats(&self) -> WriteStats {
-        let mut s = self.stats.clone();
-        s.entries = self.out.entries;
-        s.tar_bytes = self.out.written;
-        s
+        self.core.stats()
     }
 
-    /// Takes one change; [`ChangeSink::push`] calls this and boxes the error.
+    /// Takes one change whose implicit parent directories are looked up in `tree` instead of
+    /// the writer's own: for a writer made with [`ChangeWriter::unbound`], or a caller whose
+    /// tree lives shorter than the writer.
     ///
     /// # Errors
     /// Any [`WriteError`]; the stream is stopped afterwards.
-    pub fn write_change(&mut self, change: Change) -> Result<(), WriteError> {
-        if self.stopped {
-            return Err(WriteError::Stopped);
-        }
-        let result = self.handle(change).and_then(|()| self.drain(false));
-        if result.is_err() {
-            self.stop();
-        }
-        result
+    pub fn write_change_in<P: ParentDirs + ?Sized>(
+        &mut self,
+        change: Change,
+        tree: &P,
+    ) -> Result<(), WriteError> {
+        self.core.write_change(change, tree)
     }
 
     /// Writes everything still queued and the two zero blocks that end the archive, and returns
@@ -194,7 +212,45 @@ impl<W: Write> ChangeWriter<W> {
     /// The first error met while writing what was queued, or the output failing; after an
     /// earlier error, [`WriteError::Stopped`]. The end-of-archive blocks are never written
     /// after a failure, so an incomplete tar cannot pass for a complete one.
-    pub fn finish(mut self) -> Result<(W, WriteStats), WriteError> {
+    pub fn finish(self) -> Result<(W, WriteStats), WriteError> {
+        self.core.finish()
+    }
+}
+
+impl<W: Write, T: ParentDirs> ChangeWriter<W, T> {
+    /// Takes one change; [`ChangeSink::push`] calls this.
+    ///
+    /// # Errors
+    /// Any [`WriteError`]; the stream is stopped afterwards.
+    pub fn write_change(&mut self, change: Change) -> Result<(), WriteError> {
+        self.core.write_change(change, &self.tree)
+    }
+}
+
+impl<W: Write> Core<W> {
+    fn stats(&self) -> WriteStats {
+        let mut s = self.stats.clone();
+        s.entries = self.out.entries;
+        s.tar_bytes = self.out.written;
+        s
+    }
+
+    fn write_change<P: ParentDirs + ?Sized>(
+        &mut self,
+        change: Change,
+        tree: &P,
+    ) -> Result<(), WriteError> {
+        if self.stopped {
+            return Err(WriteError::Stopped);
+        }
+        let result = self.handle(change, tree).and_then(|()| self.drain(false));
+        if result.is_err() {
+            self.stop();
+        }
+        result
+    }
+
+    fn finish(mut self) -> Result<(W, WriteStats), WriteError> {
         if self.stopped {
             return Err(WriteError::Stopped);
         }
@@ -215,7 +271,11 @@ impl<W: Write> ChangeWriter<W> {
         self.queue.stop();
     }
 
-    fn handle(&mut self, change: Change) -> Result<(), WriteError> {
+    fn handle<P: ParentDirs + ?Sized>(
+        &mut self,
+        change: Change,
+        tree: &P,
+    ) -> Result<(), WriteError> {
         let Change { kind, path, entry } = change;
         if let Some(reason) = names::invalid_reason(&path) {
             return Err(WriteError::InvalidPath {
@@ -226,7 +286,7 @@ impl<W: Write> ChangeWriter<W> {
         if kind == ChangeKind::Delete && self.opaque_markers {
             if let Some(dir) = names::opaque_marker_dir(&path) {
                 if !names::has_whiteout_component(dir) {
-                    return self.opaque(dir, &path);
+                    return self.opaque(dir, &path, tree);
                 }
             }
         }
@@ -238,7 +298,7 @@ impl<W: Write> ChangeWriter<W> {
         }
         let after_marker = self.order.accept(&path)?;
         if kind == ChangeKind::Delete {
-            return self.whiteout(&path);
+            return self.whiteout(&path, tree);
         }
         let entry = entry.ok_or_else(|| WriteError::MissingEntry {
             path: bytes_path(&path),
@@ -256,14 +316,19 @@ impl<W: Write> ChangeWriter<W> {
             }
             .into());
         }
-        self.entry(kind, path, entry)
+        self.entry(kind, path, entry, tree)
     }
 
     /// The marker for `dir` must come before any of its children; its directory (and the
     /// directory's parents) are written first if they were not.
-    fn opaque(&mut self, dir: &[u8], marker: &[u8]) -> Result<(), WriteError> {
+    fn opaque<P: ParentDirs + ?Sized>(
+        &mut self,
+        dir: &[u8],
+        marker: &[u8],
+        tree: &P,
+    ) -> Result<(), WriteError> {
         self.order.accept_marker(dir, marker)?;
-        self.queue_parents(marker)?;
+        self.queue_parents(marker, tree)?;
         self.stats.opaque_markers += 1;
         self.queue.push(Item::Whiteout {
             name: marker.to_vec(),
@@ -271,8 +336,12 @@ impl<W: Write> ChangeWriter<W> {
         Ok(())
     }
 
-    fn whiteout(&mut self, path: &[u8]) -> Result<(), WriteError> {
-        self.queue_parents(path)?;
+    fn whiteout<P: ParentDirs + ?Sized>(
+        &mut self,
+        path: &[u8],
+        tree: &P,
+    ) -> Result<(), WriteError> {
+        self.queue_parents(path, tree)?;
         self.stats.whiteouts += 1;
         self.queue.push(Item::Whiteout {
             name: names::prefixed(path, names::WHITEOUT_PREFIX),
@@ -280,8 +349,18 @@ impl<W: Write> ChangeWriter<W> {
         Ok(())
     }
 
-    fn entry(&mut self, kind: ChangeKind, path: Box<[u8]>, entry: Entry) -> Result<(), WriteError> {
-        let Entry { meta, source, data } = entry;
+    fn entry<P: ParentDirs + ?Sized>(
+        &mut self,
+        kind: ChangeKind,
+        path: Box<[u8]>,
+        entry: Entry,
+        tree: &P,
+    ) -> Result<(), WriteError> {
+        // The differ's listing, when it made one, may show that no recorded attribute exists.
+        let listed_none = !entry.may_have_xattr(|name| self.policy.allows(name));
+        let Entry {
+            meta, source, data, ..
+        } = entry;
         let entry_type = match meta.file_type() {
             FileType::Regular => EntryType::Regular,
             FileType::Dir => EntryType::Directory,
@@ -289,7 +368,7 @@ impl<W: Write> ChangeWriter<W> {
             FileType::CharDevice if meta.is_whiteout_device() => {
                 if kind == ChangeKind::Modify {
                     // The path existed and now hides the base entry: a deletion.
-                    return self.whiteout(&path);
+                    return self.whiteout(&path, tree);
                 }
                 self.stats.skipped_whiteout_devices += 1;
                 return Ok(());
@@ -333,7 +412,7 @@ impl<W: Write> ChangeWriter<W> {
             return Ok(());
         }
 
-        self.queue_parents(&path)?;
+        self.queue_parents(&path, tree)?;
         let follower_link = (!followers.is_empty()).then(|| path.clone());
         // The change's path becomes the entry name without a copy, but for a directory's slash.
         let name = if is_dir {
@@ -351,7 +430,7 @@ impl<W: Write> ChangeWriter<W> {
             spec.entry_type = EntryType::HardLink;
             spec.size = 0;
             spec.link_name = target;
-            let xattrs = self.read_xattrs(&source)?;
+            let xattrs = self.recorded_xattrs(&source, listed_none)?;
             self.stats.hardlinks += 1;
             self.queue.push(Item::Plain {
                 name,
@@ -373,9 +452,11 @@ impl<W: Write> ChangeWriter<W> {
         });
 
         if entry_type == EntryType::Regular && spec.size > 0 {
-            // Attributes come from the open fd unless the data lives elsewhere (metacopy).
-            let from_fd = data.is_none();
-            let xattrs = if from_fd {
+            // Attributes come from the open fd unless the differ's listing showed none, or the
+            // data lives elsewhere (metacopy).
+            let xattrs = if listed_none {
+                Some(Xattrs::new())
+            } else if data.is_none() {
                 None
             } else {
                 Some(self.read_xattrs(&source)?)
@@ -386,7 +467,7 @@ impl<W: Write> ChangeWriter<W> {
             let kernel_copied = self.kernel_copy.is_some() && spec.size >= ZERO_COPY_MIN;
             let fetch = match &mut self.queue.pool {
                 Some(pool) if !kernel_copied => Fetch::Ahead(
-                    pool.submit(data, spec.size, from_fd.then_some(self.policy))
+                    pool.submit(data, spec.size, xattrs.is_none().then_some(self.policy))
                         .map_err(|source| WriteError::ReadAhead { source })?,
                 ),
                 _ => Fetch::Serial(data),
@@ -399,7 +480,7 @@ impl<W: Write> ChangeWriter<W> {
                 link_source,
             });
         } else {
-            let xattrs = self.read_xattrs(&source)?;
+            let xattrs = self.recorded_xattrs(&source, listed_none)?;
             self.queue.push(Item::Plain {
                 name,
                 spec,
@@ -410,7 +491,7 @@ impl<W: Write> ChangeWriter<W> {
 
         if let Some(spec) = follower_spec {
             for member in followers {
-                self.queue_parents(&member)?;
+                self.queue_parents(&member, tree)?;
                 self.stats.hardlinks += 1;
                 self.queue.push(Item::GroupLink {
                     name: member.into_vec(),
@@ -423,7 +504,11 @@ impl<W: Write> ChangeWriter<W> {
 
     /// Queues every ancestor of `path` not written yet, outermost first (containerd
     /// `includeParents`, which recurses up to the first written ancestor).
-    fn queue_parents(&mut self, path: &[u8]) -> Result<(), WriteError> {
+    fn queue_parents<P: ParentDirs + ?Sized>(
+        &mut self,
+        path: &[u8],
+        tree: &P,
+    ) -> Result<(), WriteError> {
         let (parent, _) = split_parent(path);
         if parent.is_empty() || parent == self.last_parent.as_slice() {
             return Ok(());
@@ -438,32 +523,31 @@ impl<W: Write> ChangeWriter<W> {
             end = i;
         }
         for &i in missing.iter().rev() {
-            self.queue_dir(&path[..i], path)?;
+            self.queue_dir(&path[..i], path, tree)?;
         }
         self.last_parent.clear();
         self.last_parent.extend_from_slice(parent);
         Ok(())
     }
 
-    fn queue_dir(&mut self, dir: &[u8], child: &[u8]) -> Result<(), WriteError> {
-        let (parent, name) = split_parent(dir);
-        let stat = match self.open_dirs.dir(&self.root, parent) {
-            Ok(Some(fd)) => sys::stat_at(fd, name)
-                .map_err(|e| FsError::io("statx", self.root.display_path(dir), e)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
+    /// Queues the directory `dir` of the new tree, which `child` needs written first, with
+    /// its stat and recorded xattrs as `tree` has them.
+    fn queue_dir<P: ParentDirs + ?Sized>(
+        &mut self,
+        dir: &[u8],
+        child: &[u8],
+        tree: &P,
+    ) -> Result<(), WriteError> {
+        let found = tree.parent_dir(dir).map_err(WriteError::read)?;
+        let Some(found) = found.filter(|e| e.meta.is_dir()) else {
+            return Err(WriteError::ParentNotDirectory {
+                path: bytes_path(child),
+                parent: bytes_path(dir),
+            });
         };
-        let meta = match stat.map_err(WriteError::read)? {
-            Some(meta) if meta.is_dir() => meta,
-            _ => {
-                return Err(WriteError::ParentNotDirectory {
-                    path: bytes_path(child),
-                    parent: bytes_path(dir),
-                })
-            }
-        };
+        let meta = found.meta;
         self.dirs.insert(dir.into());
-        let xattrs = self.read_xattrs(&Source::new(self.root.clone(), dir))?;
+        let xattrs = self.read_xattrs(&found.source)?;
         let mut name = Vec::with_capacity(dir.len() + 1);
         name.extend_from_slice(dir);
         name.push(b'/');
@@ -475,6 +559,19 @@ impl<W: Write> ChangeWriter<W> {
             link_source: false,
         });
         Ok(())
+    }
+
+    /// The recorded xattrs of `source`: none without a syscall when the differ's listing showed
+    /// none (`listed_none`), else [`Core::read_xattrs`].
+    fn recorded_xattrs(
+        &mut self,
+        source: &Source,
+        listed_none: bool,
+    ) -> Result<Xattrs, WriteError> {
+        if listed_none {
+            return Ok(Xattrs::new());
+        }
+        self.read_xattrs(source)
     }
 
     /// The recorded xattrs of `source`, read in its parent held open.
@@ -694,7 +791,7 @@ impl<W: Write> ChangeWriter<W> {
     }
 }
 
-impl<W: Write + std::os::fd::AsFd> ChangeWriter<W> {
+impl<W: Write + std::os::fd::AsFd, T> ChangeWriter<W, T> {
     /// Moves file bytes to the output inside the kernel (`copy_file_range` when the output is a
     /// regular file, `splice` when it is a pipe) instead of through a userspace buffer, for files
     /// of 64 KiB and more (smaller ones are cheaper batched through the buffer). Those files
@@ -706,8 +803,8 @@ impl<W: Write + std::os::fd::AsFd> ChangeWriter<W> {
     /// Only for outputs nobody else inspects on the way: a hashing or compressing writer
     /// wrapping the fd would be bypassed, so it takes a bare file or pipe.
     pub fn zero_copy(mut self, on: bool) -> Self {
-        self.kernel_copy = if on {
-            KernelCopy::new(self.out.inner.as_fd())
+        self.core.kernel_copy = if on {
+            KernelCopy::new(self.core.out.inner.as_fd())
         } else {
             None
         };
@@ -715,20 +812,17 @@ impl<W: Write + std::os::fd::AsFd> ChangeWriter<W> {
     }
 }
 
-impl<W: Write> ChangeSink for ChangeWriter<W> {
-    /// [`ChangeWriter::write_change`], with the [`WriteError`] boxed (get it back with
-    /// [`SinkError::downcast`]).
+impl<W: Write, T: ParentDirs> ChangeSink for ChangeWriter<W, T> {
+    /// [`ChangeWriter::write_change`], with the [`WriteError`] boxed as the trait requires; a
+    /// caller that wants the [`WriteError`] itself calls [`ChangeWriter::write_change`].
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
         self.write_change(change).map_err(SinkError::new)
     }
 }
 
 fn reader_gone(name: &[u8]) -> WriteError {
-    WriteError::ReadAhead {
-        source: std::io::Error::other(format!(
-            "the reader of {} stopped unexpectedly",
-            String::from_utf8_lossy(name)
-        )),
+    WriteError::ReaderStopped {
+        path: bytes_path(name),
     }
 }
 

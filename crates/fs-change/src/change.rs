@@ -22,6 +22,11 @@ pub struct Entry {
     /// holds only metadata, its data lives in the base file (at the same path or at its
     /// redirect).
     pub data: Option<Source>,
+    /// The names of `source`'s xattrs, NUL-terminated as `listxattr(2)` gives them, when the
+    /// differ already listed them: a writer then reads only the attributes it records that are
+    /// listed, and none at all when none is (the usual case), instead of listing again.
+    /// `None`: not listed.
+    pub xattr_names: Option<Box<[u8]>>,
 }
 
 impl Entry {
@@ -31,6 +36,24 @@ impl Entry {
             meta,
             source,
             data: None,
+            xattr_names: None,
+        }
+    }
+
+    /// The entry with the xattr names its differ listed (see [`Entry::xattr_names`]).
+    pub fn with_xattr_names(mut self, names: Option<Box<[u8]>>) -> Entry {
+        self.xattr_names = names;
+        self
+    }
+
+    /// Whether `source` may have an xattr that `wanted` selects: false only when the listed
+    /// names show none; true when nothing was listed.
+    pub fn may_have_xattr(&self, mut wanted: impl FnMut(&[u8]) -> bool) -> bool {
+        match &self.xattr_names {
+            Some(names) => names
+                .split(|&c| c == 0)
+                .any(|name| !name.is_empty() && wanted(name)),
+            None => true,
         }
     }
 

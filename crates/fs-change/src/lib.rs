@@ -7,6 +7,8 @@
 //! - [`same_file`]: continuity's *sameFile* rules.
 //! - [`Tree`] / [`TreeDir`]: the base side of a diff, listed and looked up by single-component
 //!   calls on open directory fds; [`DirTree`] is a plain directory.
+//! - [`ParentDirs`]: the directories of a new tree by path, where a layer writer takes the
+//!   parents it writes implicitly; every [`Tree`] and a plain [`Root`] are one.
 //! - [`ChangeSink`]: where changes go (a `Vec`, a channel, the tar writer);
 //!   [`ChangeCounts`] tallies them by kind.
 //!
@@ -35,6 +37,7 @@ mod kind;
 mod meta;
 pub mod order;
 pub mod overlay;
+mod parents;
 mod regular;
 mod root;
 mod same;
@@ -51,6 +54,7 @@ pub use error::FsError;
 pub use kind::ChangeKind;
 pub use meta::{FileType, Meta};
 pub use order::compare_paths;
+pub use parents::ParentDirs;
 pub use regular::ensure_regular;
 pub use root::{Root, Source};
 pub use same::{

@@ -8,19 +8,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use change_writer::WriteStats;
-use fs_change::{ChangeSink, DirTree, Root, Tree};
+use fs_change::{ChangeSink, DirTree, Tree};
 use naive_diff::NaiveDiff;
-use upperdir_walk::{Index, Namespace, OverlayDiff, OverlayError, PrivateAttr, Redirects};
+use upperdir_walk::{Index, Namespace, OverlayDiff, OverlayError, Redirects};
 
 use crate::aufs::AufsStore;
-use crate::error::{lift_sink, Error};
-use crate::kernel::KernelView;
+use crate::error::Error;
+use crate::kernel::{KernelView, KernelViewError};
 use crate::mounts::{Hazard, KernelDefaults, Mount, OverlayConfig};
 use crate::output::{Compression, FdOutput, OutputBuilder, PlainTarget};
 use crate::overlay2::Overlay2Layer;
 use crate::pipe::{
-    lookup_dir, lookup_file, Deliver, LayerTarget, Metacopy, Pipe, Progress, ProgressWriter,
-    Shadow, Spool, UserTarget, WriterOptions,
+    Deliver, LayerTarget, Pipe, Progress, ProgressWriter, Spool, UserTarget, WriterOptions,
 };
 use crate::report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
 use crate::size::{SizeCounter, SizeReport};
@@ -428,7 +427,7 @@ impl Diff {
         let out = self.progress_writer(out);
         if !self.digests {
             self.check_no_digest()?;
-            let mut target = PlainTarget::new(out, self.writer_options());
+            let mut target = PlainTarget::new(out, &self.writer_options());
             let mut report = self.run(&mut target)?;
             target.finish()?;
             report.elapsed = start.elapsed();
@@ -459,7 +458,7 @@ impl Diff {
         if !self.digests {
             self.check_no_digest()?;
             let opts = self.writer_options();
-            let mut target = PlainTarget::kernel_copy(self.progress_writer(fd), opts);
+            let mut target = PlainTarget::kernel_copy(self.progress_writer(fd), &opts);
             let mut report = self.run(&mut target)?;
             let (_, stats) = target.finish()?;
             report.elapsed = start.elapsed();
@@ -484,7 +483,7 @@ impl Diff {
         let output = OutputBuilder::new(self.compression)
             .threads(if self.parallel { 0 } else { 1 })
             .build(out)?;
-        let mut target = LayerTarget::new(output, self.writer_options());
+        let mut target = LayerTarget::new(output, &self.writer_options());
         let mut report = self.run(&mut target)?;
         let (descriptor, write) = target.finish()?;
         report.layer = Some(LayerReport { descriptor, write });
@@ -694,16 +693,16 @@ impl Diff {
             })
         };
         let (base, new) = (open("base", base)?, open("new tree", new)?);
-        target.begin(new.root())?;
-        let mut pipe = Pipe::new(target, self.progress.as_deref());
+        let mut pipe = Pipe::new(target, new.root(), self.progress.as_deref());
         let stats = NaiveDiff::new(&base, &new)
             .parallel(self.parallel)
-            .run(&mut pipe)?;
+            .run(&mut pipe)
+            .map_err(|e| pipe.failure(e))?;
         Ok(self.report(DifferKind::Naive, stats.entries, pipe.counts))
     }
 
-    /// Two AUFS layer stacks compared in full by the naive differ. The tar writer gets a
-    /// shadow tree of the new stack's directories for the parents it stats.
+    /// Two AUFS layer stacks compared in full by the naive differ. The tar writer looks up the
+    /// parents it writes in the new stack.
     fn run_stacks<D: Deliver + ?Sized>(
         &self,
         base: &[PathBuf],
@@ -739,28 +738,11 @@ impl Diff {
         fallback: Option<Fallback>,
         target: &mut D,
     ) -> Result<DiffReport, Error> {
-        // The writer stats parent directories in its new root; a shadow tree of the merged
-        // directories stands in for the plain directory it expects.
-        let shadow = if target.writes_parents() {
-            Some(Shadow::new(
-                Box::new(|dir: &[u8]| lookup_dir(new, dir)),
-                self.xattrs,
-            )?)
-        } else {
-            None
-        };
-        let top = match new.layers().next() {
-            Some(top) => Root::open(top)?,
-            None => return Err(Error::Stack(crate::stack::StackError::NoLayers)),
-        };
-        target.begin(shadow.as_ref().map_or(&top, Shadow::root))?;
-        let mut pipe = Pipe::new(target, self.progress.as_deref());
-        if let Some(shadow) = shadow {
-            pipe = pipe.with_shadow(shadow);
-        }
+        let mut pipe = Pipe::new(target, new, self.progress.as_deref());
         let stats = NaiveDiff::new(base, new)
             .parallel(self.parallel)
-            .run(&mut pipe)?;
+            .run(&mut pipe)
+            .map_err(|e| pipe.failure(e))?;
         let mut report = self.report(DifferKind::Naive, stats.entries, pipe.counts);
         report.fallback = fallback;
         Ok(report)
@@ -798,9 +780,11 @@ impl Diff {
                 if !hazards.is_empty() {
                     return Err(Error::NeedsFallback(Fallback::Hazards(hazards)));
                 }
-                target.begin(upper.root())?;
-                let mut pipe = Pipe::new(target, self.progress.as_deref());
-                let stats = self.walker(upper, base, walk).run(&mut pipe)?;
+                let mut pipe = Pipe::new(target, upper.root(), self.progress.as_deref());
+                let stats = self
+                    .walker(upper, base, walk)
+                    .run(&mut pipe)
+                    .map_err(|e| pipe.failure(e))?;
                 let entries = stats.upper_entries + stats.naive_entries;
                 return Ok(self.report(DifferKind::Overlay, entries, pipe.counts));
             }
@@ -809,13 +793,13 @@ impl Diff {
                 let mut spool = Spool::new(self.spool_limit);
                 match self.walker(upper, base, walk).run(&mut spool) {
                     Ok(stats) => {
-                        target.begin(upper.root())?;
-                        let mut pipe = Pipe::new(target, self.progress.as_deref());
+                        let mut pipe = Pipe::new(target, upper.root(), self.progress.as_deref());
                         let (stats, extra_walks) = if spool.overflowed {
-                            (self.walker(upper, base, walk).run(&mut pipe)?, 1)
+                            let again = self.walker(upper, base, walk).run(&mut pipe);
+                            (again.map_err(|e| pipe.failure(e))?, 1)
                         } else {
                             for change in std::mem::take(&mut spool.kept) {
-                                pipe.push(change).map_err(lift_sink)?;
+                                pipe.deliver(change)?;
                             }
                             (stats, 0)
                         };
@@ -878,9 +862,9 @@ impl Diff {
         }
         match config.map(KernelView::mount) {
             Some(Ok(k)) => Ok((View::Kernel(k), probes)),
-            Some(Err(reason)) => Err(Error::NeedsMergedView { reason }),
+            Some(Err(source)) => Err(Error::NeedsMergedView { source }),
             None => Err(Error::NeedsMergedView {
-                reason: "no mount options to mount it with".into(),
+                source: KernelViewError::NoOptions,
             }),
         }
     }
@@ -909,40 +893,29 @@ impl Diff {
                 path: merged.clone(),
                 source,
             })?;
-            target.begin(merged.root())?;
-            let mut pipe = Pipe::new(target, self.progress.as_deref());
+            let mut pipe = Pipe::new(target, merged.root(), self.progress.as_deref());
             let stats = NaiveDiff::new(base, &merged)
                 .parallel(self.parallel)
-                .run(&mut pipe)?;
+                .run(&mut pipe)
+                .map_err(|e| pipe.failure(e))?;
             (stats.entries, pipe.counts)
         } else {
             let view = self.walker(upper, base, walk).merged_view();
-            // The writer stats parent directories in its new root; a shadow tree of the
-            // merged view's directories stands in for the plain directory it expects.
-            let shadow = if target.writes_parents() {
-                Some(Shadow::new(
-                    Box::new(|dir: &[u8]| lookup_dir(&view, dir)),
-                    self.xattrs,
-                )?)
-            } else {
-                None
-            };
-            target.begin(shadow.as_ref().map_or(upper.root(), Shadow::root))?;
-            let mut pipe = Pipe::new(target, self.progress.as_deref());
-            if let Some(shadow) = shadow {
-                pipe = pipe.with_shadow(shadow);
-            }
+            // The view reports a metacopy file's upper file as its source; the data source it
+            // resolved is attached on the way to the writer.
+            let metacopy = |path: &[u8]| view.take_metacopy_data(path);
+            let mut pipe = Pipe::new(target, &view, self.progress.as_deref());
             if walk.metacopy {
-                pipe = pipe.with_metacopy(Metacopy {
-                    upper: upper.root().clone(),
-                    metacopy_attr: walk.namespace.attr(PrivateAttr::Metacopy),
-                    redirect_attr: walk.namespace.attr(PrivateAttr::Redirect),
-                    base: Box::new(|path: &[u8]| lookup_file(base, path)),
-                });
+                pipe = pipe.with_metacopy(&metacopy);
             }
             let stats = NaiveDiff::new(base, &view)
                 .parallel(self.parallel)
-                .run(&mut pipe)?;
+                .run(&mut pipe)
+                .map_err(|e| match view.take_failure() {
+                    // A typed error the view could only describe to the differ.
+                    Some(typed) => pipe.failure(typed),
+                    None => pipe.failure(e),
+                })?;
             (stats.entries, pipe.counts)
         };
         let mut report = self.report(DifferKind::Naive, entries, counts);
@@ -958,7 +931,10 @@ fn empty_base() -> Result<(tempfile::TempDir, DirTree), Error> {
     let empty = tempfile::Builder::new()
         .prefix(".ovdiff-empty-base-")
         .tempdir()
-        .map_err(Error::Temp)?;
+        .map_err(|source| Error::Temp {
+            dir: std::env::temp_dir(),
+            source,
+        })?;
     let tree = DirTree::open(empty.path()).map_err(|source| Error::Open {
         what: "base",
         path: empty.path().to_path_buf(),

@@ -9,6 +9,7 @@ use naive_diff::NaiveError;
 use upperdir_walk::OverlayError;
 
 use crate::aufs::AufsError;
+use crate::kernel::KernelViewError;
 use crate::mounts::{KataError, MountError};
 use crate::output::OutputError;
 use crate::overlay2::Overlay2Error;
@@ -66,8 +67,7 @@ pub enum Error {
     /// The naive walk failed.
     #[error(transparent)]
     Naive(NaiveError),
-    /// Reading a tree entry failed outside the differs (a parent directory or metacopy data
-    /// looked up for the tar writer).
+    /// Reading a tree entry failed outside the differs and the tar writer.
     #[error(transparent)]
     Fs(#[from] FsError),
     /// The tar writer failed (unreadable entry, file changed while read, output refused bytes).
@@ -79,33 +79,28 @@ pub enum Error {
     /// The caller's change sink failed.
     #[error("change sink failed: {0}")]
     Sink(#[source] SinkError),
-    /// A metacopy file met in the naive fallback over a userspace merged view whose data file
-    /// is not in the base (the kernel fails such a lookup with `EIO`).
-    #[error(
-        "{}: metacopy file without its data in the base ({reason})",
-        path.display()
-    )]
-    MetacopyData {
-        /// The metacopy file in the upperdir.
-        path: PathBuf,
-        /// Why its data file cannot be found.
-        reason: &'static str,
-    },
     /// The naive fallback needs the kernel's merged view: the upperdir holds `index=on`
     /// copy-ups of lower hardlinks, whose other names change in the merged view without being
     /// in the upperdir, and no read-only mount of the overlay could be made.
     #[error(
         "the upperdir holds index=on copy-ups of lower hardlinks, whose other names only the \
          kernel's merged view shows: pass the mounted merged view (--merged) or run where the \
-         overlay can be mounted read-only ({reason})"
+         overlay can be mounted read-only ({source})"
     )]
     NeedsMergedView {
         /// Why the overlay could not be mounted here.
-        reason: String,
+        #[source]
+        source: KernelViewError,
     },
     /// A temporary directory (the empty base of a parentless snapshot) could not be made.
-    #[error("creating a temporary directory: {0}")]
-    Temp(#[source] io::Error),
+    #[error("creating a temporary directory in {}: {source}", dir.display())]
+    Temp {
+        /// The directory it was to be made in.
+        dir: PathBuf,
+        /// Why not.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -127,7 +122,7 @@ impl Error {
             | Error::Naive(NaiveError::Vanished { .. }) => io::ErrorKind::NotFound,
             Error::Write(WriteError::Sink { source, .. }) => source.kind(),
             Error::Write(WriteError::Read { source, .. }) => source.kind(),
-            Error::Output(OutputError::Write(e)) | Error::Temp(e) => e.kind(),
+            Error::Output(OutputError::Write(e)) | Error::Temp { source: e, .. } => e.kind(),
             _ => io::ErrorKind::Other,
         }
     }
@@ -162,7 +157,7 @@ impl From<OverlayError> for Error {
     fn from(e: OverlayError) -> Error {
         match e {
             OverlayError::NeedsFallback(r) => Error::NeedsFallback(Fallback::Walker(r)),
-            OverlayError::Sink(s) => lift_sink(s),
+            OverlayError::Sink(s) => Error::Sink(s),
             other => Error::Overlay(other),
         }
     }
@@ -171,7 +166,7 @@ impl From<OverlayError> for Error {
 impl From<NaiveError> for Error {
     fn from(e: NaiveError) -> Error {
         match e {
-            NaiveError::Sink(s) => lift_sink(s),
+            NaiveError::Sink(s) => Error::Sink(s),
             other => Error::Naive(other),
         }
     }
@@ -180,19 +175,5 @@ impl From<NaiveError> for Error {
 impl From<WriteError> for Error {
     fn from(e: WriteError) -> Error {
         Error::Write(e)
-    }
-}
-
-/// A sink error is usually one of ours wrapped on its way through a differ: the tar writer's
-/// [`WriteError`], or an [`Error`] from one of our adapters. Unwrap those so the caller sees the
-/// real cause, not "change sink failed".
-pub(crate) fn lift_sink(s: SinkError) -> Error {
-    let s = match s.downcast::<WriteError>() {
-        Ok(w) => return Error::Write(w),
-        Err(s) => s,
-    };
-    match s.downcast::<Error>() {
-        Ok(e) => e,
-        Err(s) => Error::Sink(s),
     }
 }

@@ -92,6 +92,7 @@ pub mod stack;
 
 pub use diff::{Base, Diff, Differ, DEFAULT_SPOOL_LIMIT};
 pub use error::Error;
+pub use kernel::KernelViewError;
 pub use pipe::Progress;
 pub use report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
 pub use size::{SizeCounter, SizeReport};

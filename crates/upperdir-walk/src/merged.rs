@@ -652,6 +652,22 @@ impl<'a, B: Tree> MergedView<'a, B> {
         MergedView { ctx }
     }
 
+    /// The base file holding the bytes of the metacopy file at `path`, as this view resolved
+    /// it when the file was looked up (its redirect followed and checked, as the kernel's
+    /// `ovl_lookup` with `metacopy=on`); taken, so each file's is handed out once. The view's
+    /// [`TreeDir::source`] of such a file is the upper file, whose blocks are a hole: a
+    /// consumer of a walk of this view attaches this as [`fs_change::Entry::data`].
+    pub fn take_metacopy_data(&self, path: &[u8]) -> Option<Source> {
+        self.ctx.take_metacopy_data(path)
+    }
+
+    /// The typed error behind a failed call of this view (a [`TreeDir`] method can only return
+    /// an [`FsError`], which then only describes it), taken; `None` when the failure was an
+    /// [`FsError`] to begin with.
+    pub fn take_failure(&self) -> Option<OverlayError> {
+        self.ctx.take_failure()
+    }
+
     /// The merged root: the upper root over the base root (the kernel never treats the root as
     /// opaque or redirected).
     fn root(&self) -> Result<MergedDir<'a, B>, OverlayError> {

@@ -74,6 +74,16 @@ impl<'d> UpperFile<'d> {
         self.dir.xattr(self.name, attr)
     }
 
+    /// The attribute names the first question listed, for the change's entry
+    /// ([`fs_change::Entry::xattr_names`]), so that its writer does not list them again;
+    /// `None` when nothing was listed or the list was too long to keep.
+    pub(crate) fn take_names(&mut self) -> Option<Box<[u8]>> {
+        match self.listed.take() {
+            Some(Listed::Names(names)) => Some(names),
+            _ => None,
+        }
+    }
+
     /// The file opened for reading its bytes (after checking it is still a regular file).
     ///
     /// # Errors

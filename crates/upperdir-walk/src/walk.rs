@@ -119,11 +119,8 @@ pub(crate) fn visit_level<'a, B: Tree>(
             kind = kind.or(Some(ChangeKind::Modify));
         }
         if let Some(kind) = kind {
-            let entry = Entry {
-                meta,
-                source: upper.source(name),
-                data,
-            };
+            let entry = Entry::new(meta, upper.source(name)).with_xattr_names(file.take_names());
+            let entry = Entry { data, ..entry };
             let own = match next {
                 None => std::mem::take(&mut path),
                 Some(_) => path.clone(),

@@ -2,15 +2,13 @@
 //! writes straight to the destination, and when that is a file or a pipe, file data moves
 //! inside the kernel (`copy_file_range`, `splice`) and never enters this process.
 
+use change_writer::{ChangeWriter, WriteStats};
+use fs_change::{Change, ParentDirs};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
-
-use change_writer::{ChangeWriter, ReadAhead, WriteStats};
-use fs_change::{Change, Root, SinkError};
 
 use crate::error::Error;
-use crate::pipe::{self, Deliver, ProgressWriter, WriterOptions};
+use crate::pipe::{Deliver, ProgressWriter, WriterOptions};
 
 /// A file descriptor as an unbuffered [`Write`] (`write(2)`), for outputs whose bytes must
 /// reach the fd in order with the kernel's own copies into it.
@@ -55,46 +53,23 @@ impl<W: AsFd> AsFd for ProgressWriter<W> {
     }
 }
 
-/// How the tar writer is finished for one kind of destination.
-type Setup<W> = fn(ChangeWriter<W>, &WriterOptions) -> ChangeWriter<W>;
-
-enum State<W: Write> {
-    Ready(W),
-    Writing(Box<ChangeWriter<W>>),
-    Gone,
-}
-
 /// The tar writer straight on the destination: no blocks, no hash, no compression.
 pub(crate) struct PlainTarget<W: Write> {
-    state: State<W>,
-    opts: WriterOptions,
-    setup: Setup<W>,
+    /// Boxed: large, and alive for the whole diff.
+    writer: Box<ChangeWriter<W, ()>>,
 }
 
 impl<W: Write> PlainTarget<W> {
     /// To any writer: bytes go through the tar writer's buffer; read-ahead when parallel.
-    pub(crate) fn new(out: W, opts: WriterOptions) -> Self {
+    pub(crate) fn new(out: W, opts: &WriterOptions) -> Self {
         PlainTarget {
-            state: State::Ready(out),
-            opts,
-            setup: |w, opts| {
-                if opts.parallel {
-                    w.read_ahead(ReadAhead::default())
-                } else {
-                    w.serial()
-                }
-            },
+            writer: Box::new(opts.writer(out)),
         }
     }
 
     /// Ends the tar; returns what was written and the destination.
     pub(crate) fn finish(self) -> Result<(W, WriteStats), Error> {
-        match self.state {
-            State::Writing(w) => Ok(w.finish()?),
-            _ => Err(Error::Options(
-                "internal: the layer was finished before it was started".into(),
-            )),
-        }
+        Ok(self.writer.finish()?)
     }
 }
 
@@ -103,45 +78,15 @@ impl<W: Write + AsFd> PlainTarget<W> {
     /// thread (read-ahead would pull their bytes into buffers the kernel copy avoids); smaller
     /// ones are read ahead when parallel. Anything else (a terminal, a socket, a refusing
     /// filesystem) falls back to reads and writes with the same bytes.
-    pub(crate) fn kernel_copy(out: W, opts: WriterOptions) -> Self {
+    pub(crate) fn kernel_copy(out: W, opts: &WriterOptions) -> Self {
         PlainTarget {
-            state: State::Ready(out),
-            opts,
-            setup: |w, opts| {
-                let w = if opts.parallel {
-                    w.read_ahead(ReadAhead::default())
-                } else {
-                    w.serial()
-                };
-                w.zero_copy(true)
-            },
+            writer: Box::new(opts.writer(out).zero_copy(true)),
         }
     }
 }
 
 impl<W: Write> Deliver for PlainTarget<W> {
-    fn begin(&mut self, new_root: &Arc<Root>) -> Result<(), Error> {
-        match std::mem::replace(&mut self.state, State::Gone) {
-            State::Ready(out) => {
-                let w = self.opts.writer(out, new_root);
-                self.state = State::Writing(Box::new((self.setup)(w, &self.opts)));
-                Ok(())
-            }
-            other => {
-                self.state = other;
-                Err(pipe::started_twice())
-            }
-        }
-    }
-
-    fn push(&mut self, change: Change) -> Result<(), SinkError> {
-        match &mut self.state {
-            State::Writing(w) => w.write_change(change).map_err(SinkError::new),
-            _ => Err(pipe::not_started()),
-        }
-    }
-
-    fn writes_parents(&self) -> bool {
-        true
+    fn push(&mut self, change: Change, tree: &dyn ParentDirs) -> Result<(), Error> {
+        Ok(self.writer.write_change_in(change, tree)?)
     }
 }
