@@ -9,13 +9,11 @@
 //! drops to `nobody` (65534) with `setpriv`. Its bytes must equal the layer of the same change
 //! written from two plain directories.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Layer;
 use ovdiff::{Base, Diff, Differ, XattrPolicy};
+use treegen::layers::Layer;
 
 const CHILD_ENV: &str = "OVDIFF_FALLBACK_CHILD";
 const DIR_TIME: i64 = 1_600_000_000;
@@ -66,7 +64,7 @@ fn fixture() -> Fixture {
     let root_user = rustix::process::geteuid().is_root();
     let f = Fixture { dir, root_user };
     // Readable by the unprivileged child.
-    common::Layer::at(f.dir.path()).chmod("", 0o755);
+    Layer::at(f.dir.path()).chmod("", 0o755);
 
     let lower1 = Layer::at(f.path("lower1"));
     lower1
