@@ -164,6 +164,77 @@ impl Namespace {
     }
 }
 
+/// Suffixes (after `overlay.`) of the attributes only the kernel writes into an upperdir: a
+/// name in a namespace with one of them is evidence that an overlay mount used that namespace.
+const KERNEL_MARKERS: [&[u8]; 11] = [
+    b"opaque",
+    b"redirect",
+    b"origin",
+    b"impure",
+    b"metacopy",
+    b"upper",
+    b"uuid",
+    b"nlink",
+    b"whiteout",
+    b"whiteouts",
+    b"protattr",
+];
+
+/// Which namespaces' kernel markers a NUL-separated xattr name list (as `listxattr` returns
+/// it) holds.
+///
+/// ```
+/// use fs_change::overlay::{Markers, Namespace};
+/// let m = Markers::in_list(b"user.overlay.opaque\0user.mime\0");
+/// assert_eq!(m.decided(), Some(Namespace::User));
+/// assert!(m.contradicts(Namespace::Trusted));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Markers {
+    /// A `trusted.overlay.` marker is present.
+    pub trusted: bool,
+    /// A `user.overlay.` marker is present.
+    pub user: bool,
+}
+
+impl Markers {
+    /// Classifies the names of one `listxattr` result.
+    pub fn in_list(list: &[u8]) -> Markers {
+        let mut m = Markers::default();
+        for name in list.split(|&b| b == 0) {
+            for ns in [Namespace::Trusted, Namespace::User] {
+                let Some(suffix) = name.strip_prefix(ns.prefix()) else {
+                    continue;
+                };
+                if KERNEL_MARKERS.contains(&suffix) {
+                    match ns {
+                        Namespace::Trusted => m.trusted = true,
+                        Namespace::User => m.user = true,
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    /// The namespace the markers show, if any. A `trusted.overlay.` marker decides for
+    /// [`Namespace::Trusted`] even beside `user.overlay.` ones: an unprivileged (`userxattr`)
+    /// mount can never write `trusted.*`, while a privileged one copies a lower's
+    /// `user.overlay.*` up as ordinary user xattrs.
+    pub fn decided(self) -> Option<Namespace> {
+        match (self.trusted, self.user) {
+            (true, _) => Some(Namespace::Trusted),
+            (false, true) => Some(Namespace::User),
+            (false, false) => None,
+        }
+    }
+
+    /// Whether these markers rule out `ns` as the namespace the upperdir was written in.
+    pub fn contradicts(self, ns: Namespace) -> bool {
+        self.decided().is_some_and(|d| d != ns)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,8 @@ pub(crate) struct Selectors {
     /// userspace merge (exact for index=on hardlink aliases).
     #[arg(long, value_name = "DIR", help_heading = "Input")]
     pub(crate) merged: Option<PathBuf>,
-    /// The overlay keeps its private xattrs in user.overlay.* (mounted with userxattr).
+    /// The overlay keeps its private xattrs in user.overlay.* (mounted with userxattr). Without
+    /// it (and without --mount-options) the upperdir's own markers decide.
     #[arg(long, help_heading = "Input")]
     pub(crate) userxattr: bool,
     /// Whiteout encoding of the upperdir (and lowers): kernel 0/0 devices, AUFS .wh. files,

@@ -95,8 +95,11 @@ pub(crate) fn build(sel: &Selectors) -> Result<Diff, Failure> {
         _ if sel.aufs.is_some() => WhiteoutsArg::Aufs,
         w => w,
     };
+    // Unstated, the library reads the namespace from the upperdir's own markers.
+    if sel.userxattr {
+        diff = diff.userxattr(true);
+    }
     Ok(diff
-        .userxattr(sel.userxattr)
         .whiteouts(match whiteouts {
             WhiteoutsArg::Overlay => WhiteoutFormat::Kernel,
             WhiteoutsArg::Aufs => WhiteoutFormat::Aufs,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use change_writer::WriteStats;
-use fs_change::{ChangeSink, DirTree, Tree};
+use fs_change::{ChangeSink, DirTree, FsError, Tree};
 use naive_diff::NaiveDiff;
 use upperdir_walk::{Index, Namespace, OverlayDiff, OverlayError, Redirects};
 
@@ -112,7 +112,9 @@ pub struct Diff {
     xattrs: XattrPolicy,
     opaque: OpaquePolicy,
     whiteouts: WhiteoutFormat,
-    userxattr: bool,
+    /// `Some` once the caller stated the namespace; `None` lets the upperdir tell
+    /// ([`upperdir_walk::detect_namespace`]).
+    userxattr: Option<bool>,
     source_date_epoch: Option<i64>,
     parallel: bool,
     merged: Option<PathBuf>,
@@ -136,7 +138,7 @@ impl Diff {
             xattrs: XattrPolicy::Compat,
             opaque: OpaquePolicy::Compat,
             whiteouts: WhiteoutFormat::Kernel,
-            userxattr: false,
+            userxattr: None,
             source_date_epoch: None,
             parallel: false,
             merged: None,
@@ -365,10 +367,14 @@ impl Diff {
         self
     }
 
-    /// The overlay keeps its private xattrs in `user.overlay.` (mounts with `userxattr`). Also
-    /// set by a `userxattr` mount option.
+    /// States the namespace of the overlay's private xattrs: `user.overlay.` (`true`, mounts
+    /// with `userxattr`) or `trusted.overlay.` (`false`). Mount options state it too. Unstated,
+    /// the upperdir's own markers decide ([`upperdir_walk::detect_namespace`]); stated, a
+    /// directory whose markers contradict it stops the diff
+    /// ([`upperdir_walk::OverlayError::ForeignNamespace`]) instead of a layer that silently
+    /// misses its opaque directories.
     pub fn userxattr(mut self, on: bool) -> Self {
-        self.userxattr = on;
+        self.userxattr = Some(on);
         self
     }
 
@@ -563,14 +569,20 @@ impl Diff {
             } => {
                 let kernel = match self.kernel {
                     Some(k) => k,
-                    None => KernelDefaults::read().unwrap_or_default(),
+                    // Unreadable parameters would leave `index`, `redirect_dir` and
+                    // `metacopy` defaults unknown: refuse rather than guess.
+                    None => KernelDefaults::read().map_err(|e| {
+                        let dir = "/sys/module/overlay/parameters";
+                        Error::Fs(FsError::io("reading overlay module parameters", dir, e))
+                    })?,
                 };
                 let upper_tree = DirTree::open(upper).map_err(|source| Error::Open {
                     what: "upperdir",
                     path: upper.clone(),
                     source,
                 })?;
-                let walk = self.walk_settings(config.as_ref(), &kernel);
+                let namespace = self.namespace(config.as_ref(), &upper_tree)?;
+                let walk = self.walk_settings(config.as_ref(), &kernel, namespace);
                 let hazards = config
                     .as_ref()
                     .map(|c| c.hazards(&kernel))
@@ -589,7 +601,8 @@ impl Diff {
                         self.run_upper(&upper_tree, &tree, walk, config.as_ref(), hazards, target)
                     }
                     Base::Lowers(lowers) => {
-                        let stack = self.stack(lowers, data_only, config.as_ref(), &kernel)?;
+                        let stack =
+                            self.stack(lowers, data_only, config.as_ref(), &kernel, namespace)?;
                         self.run_upper(&upper_tree, &stack, walk, config.as_ref(), hazards, target)
                     }
                 }
@@ -603,6 +616,7 @@ impl Diff {
         data_only: &[PathBuf],
         config: Option<&OverlayConfig>,
         kernel: &KernelDefaults,
+        namespace: Namespace,
     ) -> Result<LayerStack, Error> {
         let stack = match config {
             // The lowers of the mount the options describe, with its namespace, redirect and
@@ -610,18 +624,37 @@ impl Diff {
             Some(cfg) if cfg.lowers == lowers => LayerStack::from_config(cfg, kernel)?,
             _ => LayerStack::open(lowers)?.data_only(data_only)?,
         };
-        let stack = if self.userxattr {
-            stack.namespace(crate::XattrNamespace::User)
-        } else {
-            stack
-        };
+        let stack = stack.namespace(namespace);
         // One `WhiteoutFormat` for walk and stack: the stack reads fuse-overlayfs lowers with
         // the kernel rules, as a fuse-overlayfs mount does.
         Ok(stack.format(self.whiteouts))
     }
 
-    fn walk_settings(&self, config: Option<&OverlayConfig>, kernel: &KernelDefaults) -> Walk {
-        let userxattr = self.userxattr || config.is_some_and(|c| c.userxattr);
+    /// The private xattr namespace: as the mount options or [`Diff::userxattr`] state it, else
+    /// as the upperdir's own markers show (`trusted.overlay.` when none do).
+    fn namespace(
+        &self,
+        config: Option<&OverlayConfig>,
+        upper: &DirTree,
+    ) -> Result<Namespace, Error> {
+        let stated = match (config, self.userxattr) {
+            (Some(c), flag) => Some(c.userxattr || flag == Some(true)),
+            (None, flag) => flag,
+        };
+        Ok(match stated {
+            Some(userxattr) => Namespace::for_userxattr(userxattr),
+            None => upperdir_walk::detect_namespace(upper)
+                .map_err(Error::Overlay)?
+                .unwrap_or_default(),
+        })
+    }
+
+    fn walk_settings(
+        &self,
+        config: Option<&OverlayConfig>,
+        kernel: &KernelDefaults,
+        namespace: Namespace,
+    ) -> Walk {
         let effective = config.and_then(|c| c.effective(kernel).ok());
         let index = match (config.and_then(|c| c.index), effective) {
             // Only an explicit index=off says the upper root's origin is not evidence: an
@@ -631,11 +664,7 @@ impl Diff {
             _ => Index::Unknown,
         };
         Walk {
-            namespace: if userxattr {
-                Namespace::User
-            } else {
-                Namespace::Trusted
-            },
+            namespace,
             metacopy: self.whiteouts == WhiteoutFormat::Kernel
                 && effective.is_none_or(|e| e.metacopy),
             index,

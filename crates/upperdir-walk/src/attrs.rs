@@ -35,6 +35,15 @@ impl OwnNames {
         }
     }
 
+    /// The kernel markers of either namespace among these names (none known when the list did
+    /// not fit the buffer).
+    pub(crate) fn markers(&self) -> fs_change::overlay::Markers {
+        self.list
+            .as_deref()
+            .map(fs_change::overlay::Markers::in_list)
+            .unwrap_or_default()
+    }
+
     /// False only when `attr` is certainly absent.
     pub(crate) fn may_have(&self, attr: &CStr) -> bool {
         match &self.list {

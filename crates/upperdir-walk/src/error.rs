@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use fs_change::overlay::Namespace;
 use fs_change::{FsError, SinkError};
 use naive_diff::NaiveError;
 
@@ -130,6 +131,27 @@ pub enum OverlayError {
         path: PathBuf,
         /// The base path its data should have come from.
         target: Vec<u8>,
+    },
+    /// An upper directory carries the kernel markers of the other private namespace only
+    /// (`user.overlay.*` while the walk reads `trusted.overlay.*`, or the reverse): the
+    /// upperdir was written by a mount with a different `userxattr` setting, and diffing it as
+    /// told would silently drop its opaque directories and redirects.
+    #[error(
+        "{}: the upperdir's private xattrs are in {}* but the diff reads {}*: it was written by \
+         a mount {} userxattr — state the namespace that mount used ({})",
+        path.display(),
+        String::from_utf8_lossy(found.prefix()),
+        String::from_utf8_lossy(expected.prefix()),
+        if *found == Namespace::User { "with" } else { "without" },
+        if *found == Namespace::User { "--userxattr, or userxattr in the mount options" } else { "drop --userxattr / userxattr" }
+    )]
+    ForeignNamespace {
+        /// The upper directory whose markers contradict the namespace.
+        path: PathBuf,
+        /// The namespace the walk was told.
+        expected: Namespace,
+        /// The namespace the directory's markers show.
+        found: Namespace,
     },
     /// A subtree that needed the naive rules (opaque directory, redirect) failed there.
     #[error(transparent)]

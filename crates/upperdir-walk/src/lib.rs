@@ -80,6 +80,7 @@
 
 mod attrs;
 mod content;
+mod detect;
 mod error;
 mod index;
 mod merged;
@@ -99,6 +100,7 @@ use std::sync::Arc;
 
 use fs_change::{ChangeSink, DirTree, FsError, Tree};
 
+pub use detect::detect_namespace;
 pub use error::{FallbackReason, OverlayError};
 pub use fs_change::overlay::{Namespace, PrivateAttr};
 pub use fs_change::WhiteoutFormat;

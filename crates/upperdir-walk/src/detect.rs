@@ -1,0 +1,46 @@
+//! Which private xattr namespace an upperdir was written in, read from the upperdir itself.
+//!
+//! A mount with `userxattr` keeps its bookkeeping in `user.overlay.*`, any other in
+//! `trusted.overlay.*`, and nothing in the upperdir's layout says which. Diffing with the wrong
+//! one silently drops what only the private xattrs say (opaque directories, redirects), so a
+//! caller that was not told the namespace asks here, and a walk told one refuses an upperdir
+//! whose directories contradict it ([`crate::OverlayError::ForeignNamespace`]).
+
+use std::collections::VecDeque;
+
+use fs_change::overlay::Namespace;
+use fs_change::{DirTree, FileType, PlainDir, TreeDir};
+
+use crate::attrs::OwnNames;
+use crate::OverlayError;
+
+/// The namespace of the first upper directory (breadth first) that carries a kernel marker
+/// (`overlay.opaque`, `origin`, `impure`, `redirect`, …), or `None` when no directory carries
+/// one — then the namespace changes nothing the walk reads from directories.
+///
+/// Costs one `openat`, `flistxattr` and `getdents64` per directory until the first marker;
+/// an upperdir with any copied-up or opaque directory is decided near its root.
+///
+/// # Errors
+/// A directory of the upperdir cannot be opened, listed or have its xattrs listed.
+pub fn detect_namespace(upper: &DirTree) -> Result<Option<Namespace>, OverlayError> {
+    let mut queue: VecDeque<PlainDir> = VecDeque::from([upper.open_root()?]);
+    while let Some(dir) = queue.pop_front() {
+        if let Some(ns) = OwnNames::read(&dir)?.markers().decided() {
+            return Ok(Some(ns));
+        }
+        for entry in dir.list()? {
+            if matches!(entry.file_type, Some(FileType::Dir) | None) {
+                if let Some(child) = dir.open_dir(&entry.name)? {
+                    queue.push_back(child);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the markers of one upper directory rule out the namespace the walk was told.
+pub(crate) fn contradicts(names: &OwnNames, ns: Namespace) -> bool {
+    names.markers().contradicts(ns)
+}
