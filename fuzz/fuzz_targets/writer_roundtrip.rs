@@ -1,6 +1,6 @@
 //! `writer_roundtrip`: an arbitrary change stream over a generated tree, written by
 //! `change_writer::ChangeWriter`, read back by tar-rs through short reads, and compared entry by
-//! entry with what SEMANTICS §4 (containerd's `ChangeWriter` rules) says the layer holds.
+//! entry with what docs/semantics.md §4 (containerd's `ChangeWriter` rules) says the layer holds.
 //!
 //! The tree is built in a tmpfs from an `arbitrary` plan over a colliding name alphabet (`a`,
 //! `a-b`, `a.c`, non-UTF-8, 99/100/155/255-byte names that force USTAR prefix splits and PAX,
@@ -265,7 +265,7 @@ fn has_wh_component(path: &[u8]) -> bool {
     path.split(|&c| c == b'/').any(|c| c.starts_with(b".wh."))
 }
 
-/// What the policy writes (SEMANTICS §4: compat is `security.capability` only; wide adds
+/// What the policy writes (docs/semantics.md §4: compat is `security.capability` only; wide adds
 /// `user.*` but `user.overlay.*`, `security.ima` and ACLs; never `trusted.*`).
 fn allowed(wide: bool, name: &[u8]) -> bool {
     name == b"security.capability"

@@ -1081,7 +1081,7 @@ impl Model {
     }
 
     /// Merged paths whose node is an upper copy that split a base hardlink group: the overlay
-    /// differ reports them `Modify` where the naive one may see nothing (SEMANTICS §3).
+    /// differ reports them `Modify` where the naive one may see nothing (docs/semantics.md §3).
     pub fn split_paths(&self) -> BTreeSet<Vec<u8>> {
         self.merged()
             .nodes

@@ -7,6 +7,7 @@ use crate::error::FsError;
 use crate::meta::{FileType, Meta};
 use crate::regular::ensure_regular;
 use crate::tree::TreeDir;
+use crate::xattr_policy::XattrPolicy;
 
 /// The only xattr the compat rules compare.
 pub const CAPABILITY_XATTR: &std::ffi::CStr = c"security.capability";
@@ -17,6 +18,18 @@ pub struct SameOptions {
     /// Also compare every xattr and directory mtimes. Off by default (compat with continuity,
     /// which ignores both).
     pub strict: bool,
+    /// The xattrs the layer will record: every one of them is compared, so a change to an
+    /// attribute the layer writes is never missed. [`XattrPolicy::Compat`] (the default)
+    /// records and compares `security.capability` only, as continuity does.
+    pub recorded: XattrPolicy,
+}
+
+impl SameOptions {
+    /// Whether `security.capability` is the only xattr compared (compat), which lets the
+    /// differs answer it from an open fd without listing names.
+    pub fn capability_only(self) -> bool {
+        !self.strict && self.recorded == XattrPolicy::Compat
+    }
 }
 
 /// One side of a comparison: the directory holding the entry, its name there, and its stat.
@@ -103,7 +116,7 @@ pub fn same_file<A: TreeDir, B: TreeDir>(
         StatVerdict::CompareXattrs | StatVerdict::CompareXattrsThenContent => {}
     }
     if verdict == StatVerdict::CompareXattrsThenContent
-        && !opts.strict
+        && opts.capability_only()
         && a.meta.file_type() == FileType::Regular
         && a.meta.size > 0
     {
@@ -155,6 +168,14 @@ fn same_xattrs<A: TreeDir, B: TreeDir>(
 ) -> Result<bool, FsError> {
     if opts.strict {
         return Ok(a.dir.xattrs(a.name)? == b.dir.xattrs(b.name)?);
+    }
+    if !opts.capability_only() {
+        let recorded = |mut all: crate::Xattrs| {
+            all.retain(|(name, _)| opts.recorded.allows(name));
+            all.sort_unstable();
+            all
+        };
+        return Ok(recorded(a.dir.xattrs(a.name)?) == recorded(b.dir.xattrs(b.name)?));
     }
     let cap_a = a
         .dir
@@ -468,7 +489,14 @@ mod tests {
             StatVerdict::CompareXattrs
         );
         assert_eq!(
-            stat_verdict(&a, &b, SameOptions { strict: true }),
+            stat_verdict(
+                &a,
+                &b,
+                SameOptions {
+                    strict: true,
+                    ..SameOptions::default()
+                }
+            ),
             StatVerdict::Different
         );
     }

@@ -5,7 +5,7 @@
 //! as the fallback when an upperdir cannot be trusted, and as the oracle the fast differ is
 //! proven against.
 //!
-//! Rules (SEMANTICS §2): merge-join in canonical order, never following a symlink; only in new
+//! Rules (docs/semantics.md §2): merge-join in canonical order, never following a symlink; only in new
 //! → `Add`; only in base → one `Delete` for the root of a removed tree; in both → `Modify`
 //! unless *sameFile* ([`fs_change::same_file`]), `Unmodified` for an unchanged non-directory
 //! with `nlink > 1`; a directory replaced by a non-directory is one `Modify`.
@@ -70,6 +70,13 @@ impl<'a, B: Tree, N: Tree> NaiveDiff<'a, B, N> {
     /// compares only `security.capability` and ignores directory times).
     pub fn strict(mut self, strict: bool) -> Self {
         self.opts.strict = strict;
+        self
+    }
+
+    /// The xattrs the layer will record ([`fs_change::XattrPolicy`], default `Compat`): each
+    /// one is compared too, so a change to an attribute the layer writes is never missed.
+    pub fn xattr_policy(mut self, policy: fs_change::XattrPolicy) -> Self {
+        self.opts.recorded = policy;
         self
     }
 

@@ -89,7 +89,7 @@ pub(crate) fn compare_level<B: TreeDir, N: TreeDir>(
                 let base_dir = base.ok_or_else(|| unreachable_base(new, n))?;
                 let both_dirs =
                     b.file_type == Some(FileType::Dir) && n.file_type == Some(FileType::Dir);
-                match both_dirs && !opts.strict {
+                match both_dirs && opts.capability_only() {
                     true => steps.push(Step::Pair {
                         path: join(path, &n.name),
                         name: n.name.clone(),

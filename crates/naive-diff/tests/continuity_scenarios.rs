@@ -1,5 +1,5 @@
 //! continuity `fs/diff_test.go` scenarios with their exact expected change lists
-//! (overlay-semantics.md §3.1). Each runs the serial and the parallel walk and checks both agree.
+//! (continuity's own change scenarios; the rules are in docs/semantics.md §2). Each runs the serial and the parallel walk and checks both agree.
 
 mod support;
 

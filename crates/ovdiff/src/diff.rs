@@ -681,6 +681,7 @@ impl Diff {
             .metacopy(w.metacopy)
             .index(w.index)
             .nfs_export(w.nfs_export)
+            .xattr_policy(self.xattrs)
             .parallel(self.parallel)
     }
 
@@ -724,6 +725,7 @@ impl Diff {
         let (base, new) = (open("base", base)?, open("new tree", new)?);
         let mut pipe = Pipe::new(target, new.root(), self.progress.as_deref());
         let stats = NaiveDiff::new(&base, &new)
+            .xattr_policy(self.xattrs)
             .parallel(self.parallel)
             .run(&mut pipe)
             .map_err(|e| pipe.failure(e))?;
@@ -769,6 +771,7 @@ impl Diff {
     ) -> Result<DiffReport, Error> {
         let mut pipe = Pipe::new(target, new, self.progress.as_deref());
         let stats = NaiveDiff::new(base, new)
+            .xattr_policy(self.xattrs)
             .parallel(self.parallel)
             .run(&mut pipe)
             .map_err(|e| pipe.failure(e))?;
@@ -924,6 +927,7 @@ impl Diff {
             })?;
             let mut pipe = Pipe::new(target, merged.root(), self.progress.as_deref());
             let stats = NaiveDiff::new(base, &merged)
+                .xattr_policy(self.xattrs)
                 .parallel(self.parallel)
                 .run(&mut pipe)
                 .map_err(|e| pipe.failure(e))?;
@@ -938,6 +942,7 @@ impl Diff {
                 pipe = pipe.with_metacopy(&metacopy);
             }
             let stats = NaiveDiff::new(base, &view)
+                .xattr_policy(self.xattrs)
                 .parallel(self.parallel)
                 .run(&mut pipe)
                 .map_err(|e| match view.take_failure() {

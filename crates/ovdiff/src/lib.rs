@@ -120,3 +120,8 @@ fn assert_send_sync() {
     is_sync::<Error>();
     is_send::<DiffReport>();
 }
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

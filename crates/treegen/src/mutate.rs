@@ -437,7 +437,7 @@ impl MutationSpec {
     /// Then copy-ups that change nothing (`touch` to the same time, `chmod`/`chown` to the
     /// same value) and new hardlinks to a base file that is already multiply linked are
     /// avoided: each splits a base hardlink group in the merged view while leaving every name
-    /// *sameFile*-equal, which no differ of the merged view can see (SEMANTICS §3: the naive
+    /// *sameFile*-equal, which no differ of the merged view can see (docs/semantics.md §3: the naive
     /// differ's known gap).
     pub fn overlay_safe(mut self, on: bool) -> Self {
         self.overlay_safe = on;

@@ -40,7 +40,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Rules (SEMANTICS §3)
+//! # Rules (docs/semantics.md §3)
 //! - Whiteouts ([`WhiteoutFormat`]) are a `Delete` only when the base has the path.
 //! - Opaque = `overlay.opaque` is `y` **and** the base has the path. [`OpaquePolicy::Compat`]
 //!   diffs the base subtree against the upper one with the naive rules (BuildKit's output);
@@ -192,6 +192,14 @@ impl<'a, B: Tree> OverlayDiff<'a, B> {
         self
     }
 
+    /// The xattrs the layer will record ([`fs_change::XattrPolicy`], default `Compat`): each
+    /// (visible) one is compared too, so a change to an attribute the layer writes is never
+    /// missed.
+    pub fn xattr_policy(mut self, policy: fs_change::XattrPolicy) -> Self {
+        self.settings.same.recorded = policy;
+        self
+    }
+
     /// Compare directories on one worker per available core, feeding the sink in order from
     /// the calling thread. `false` restores the serial walk, which spawns nothing.
     pub fn parallel(mut self, parallel: bool) -> Self {
@@ -292,3 +300,8 @@ fn assert_send_sync() {
     is_sync::<MergedView<'static, DirTree>>();
     is_send::<MergedDir<'static, DirTree>>();
 }
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -100,7 +100,9 @@ pub(crate) fn visit_level<'a, B: Tree>(
         let data = dir.metacopy_data(name, &meta, &mut file)?;
         stats.metacopy_files += u64::from(data.is_some());
         let mut kind = match (base, &base_meta, &child) {
-            (_, Some(bm), Some((c, LowerChoice::Inherited))) if bm.is_dir() && !s.same.strict => {
+            (_, Some(bm), Some((c, LowerChoice::Inherited)))
+                if bm.is_dir() && s.same.capability_only() =>
+            {
                 compare_dirs(c, bm, &meta)?
             }
             (Some(b), Some(bm), _) => compare(dir, b, name, bm, &meta, &data, &mut file)?,
@@ -222,18 +224,18 @@ fn compare<B: Tree>(
     let same = match stat_verdict(base_meta, meta, opts) {
         StatVerdict::SameInode => true,
         StatVerdict::Different => false,
-        StatVerdict::CompareXattrs if !opts.strict => same_capability(file, base, name)?,
+        StatVerdict::CompareXattrs if opts.capability_only() => same_capability(file, base, name)?,
         StatVerdict::CompareXattrsThenContent
-            if !opts.strict && meta.file_type() == FileType::Regular =>
+            if opts.capability_only() && meta.file_type() == FileType::Regular =>
         {
             same_regular_content(file, data.as_ref(), base, name, meta)?
         }
         StatVerdict::CompareXattrs | StatVerdict::CompareXattrsThenContent => {
             // The shared implementation for content and strict mode; the upper capability it
             // asks for first is answered from the open file.
-            let capability = match opts.strict {
-                true => None,
-                false => Some(file.xattr(CAPABILITY_XATTR)?),
+            let capability = match opts.capability_only() {
+                false => None,
+                true => Some(file.xattr(CAPABILITY_XATTR)?),
             };
             dir.note(
                 name,

@@ -1,4 +1,4 @@
-//! Hand-built upperdirs, one per rule of SEMANTICS §3. Each runs serially and in parallel, is
+//! Hand-built upperdirs, one per rule of docs/semantics.md §3. Each runs serially and in parallel, is
 //! checked for canonical order, and (where the policy is compat) against the naive differ on the
 //! userspace merged view.
 
