@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use fs_change::{FsError, OutOfOrder};
 
-use crate::header::EntryType;
+use crate::block::EntryType;
 
 /// Writing the layer failed. Every variant names the path it failed on; once one is returned the
 /// writer is stopped and the output holds an incomplete tar that must be discarded.

@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod block;
 mod content;
 mod dirs;
 mod epoch;

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
+use crate::block::{self, BLOCK_SIZE};
 use crate::error::EncodeError;
-use crate::header::{self, BLOCK_SIZE};
 
 /// Key prefix of an extended attribute record (`SCHILY.xattr.security.capability`).
 pub const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
@@ -69,9 +69,9 @@ fn decimal_len(n: usize) -> usize {
 pub(crate) fn write_extended_header(out: &mut Vec<u8>, entry_name: &[u8], data: &[u8]) {
     let start = out.len();
     let name = extended_header_name(entry_name);
-    out.extend_from_slice(&header::raw_header(&name, b'x', data.len()));
+    out.extend_from_slice(&block::raw_header(&name, b'x', data.len()));
     out.extend_from_slice(data);
-    out.resize(out.len() + header::padding(data.len() as u64), 0);
+    out.resize(out.len() + block::padding(data.len() as u64), 0);
     debug_assert_eq!((out.len() - start) % BLOCK_SIZE, 0);
 }
 
@@ -94,7 +94,7 @@ pub(crate) fn extended_header_name(entry_name: &[u8]) -> Vec<u8> {
         }
         joined.extend_from_slice(part);
     }
-    let mut name = header::to_ascii(&clean(&joined)).into_owned();
+    let mut name = block::to_ascii(&clean(&joined)).into_owned();
     name.truncate(100);
     while name.last() == Some(&b'/') {
         name.pop();
