@@ -14,17 +14,14 @@ use ovdiff::mounts::{KernelDefaults, Mount};
 use ovdiff::output::Compression;
 use ovdiff::{Base, Diff, DiffReport, Differ, DifferKind, Error, Fallback, FallbackReason};
 use treegen::{
-    apply_mutations, snapshot_copy, GenSpec, MountOptions, MutationSpec, OverlayMount, TreeBuilder,
+    apply_mutations, snapshot_copy, GenSpec, MountOptions, MutationSpec, OverlayMount, Privilege,
+    TreeBuilder,
 };
 
+/// The hand-made upperdir marks its opaque directories with `trusted.overlay.opaque`
+/// (whiteout devices need no privilege).
 fn root_or_skip(label: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the process's effective uid.
-    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
-        return true;
-    }
-    eprintln!("SKIP: {label}: needs root (whiteout devices, trusted.overlay xattrs)");
-    false
+    Privilege::TrustedXattr.available_or_report(label)
 }
 
 fn lines(changes: &[Change]) -> Vec<String> {
@@ -364,7 +361,7 @@ fn naive_fallback_layer_equals_the_naive_layer_of_the_kernel_merged_view() {
         let mnt = match OverlayMount::try_with_upper(&[&base], &upper, &opts) {
             Ok(m) => m,
             Err(skip) => {
-                eprintln!("SKIP: kernel merged view ({label}): {}", skip.reason());
+                skip.report_for(&format!("kernel merged view ({label})"));
                 continue;
             }
         };
@@ -415,7 +412,7 @@ fn metacopy_files_under_a_renamed_directory_read_their_data_from_the_base() {
     let mnt = match OverlayMount::try_with_upper(&[&base], &upper, &opts) {
         Ok(m) => m,
         Err(skip) => {
-            eprintln!("SKIP: metacopy: {}", skip.reason());
+            skip.report_for("metacopy");
             return;
         }
     };

@@ -67,7 +67,7 @@ fn mount_existing(
     match OverlayMount::try_new(&[&base], opts) {
         Ok(mnt) => Some(Mounted { tmp, base, mnt }),
         Err(skip) => {
-            eprintln!("SKIP: {label}: {}", skip.reason());
+            skip.report_for(label);
             None
         }
     }
@@ -953,8 +953,10 @@ fn feature_redirect_dir_on() {
         .map(|p| redirect(p).map(|v| String::from_utf8_lossy(&v).into_owned()))
         .collect();
     if found.iter().all(Option::is_none) {
-        eprintln!("SKIP: redirect_dir=on: the kernel copied instead of redirecting");
-        return;
+        treegen::skip!(
+            "overlay-option",
+            "redirect_dir=on: the kernel copied instead of redirecting"
+        );
     }
     let (_, stats) = done.overlay(plain).expect("overlay");
     let got = done.check(plain);
@@ -1003,8 +1005,7 @@ fn feature_metacopy_on() {
         .expect("xattr")
         .is_some();
     if !is_meta {
-        eprintln!("SKIP: metacopy=on: the kernel made a full copy-up");
-        return;
+        treegen::skip!("overlay-option", "metacopy=on: the kernel made a full copy-up");
     }
     let (changes, stats) = done.overlay(plain).expect("overlay");
     let got = done.check(plain);
@@ -1145,7 +1146,7 @@ fn mount_with_upper(
     {
         Ok(m) => m,
         Err(skip) => {
-            eprintln!("SKIP: {label}: {}", skip.reason());
+            skip.report_for(label);
             return None;
         }
     };

@@ -221,15 +221,8 @@ fn run(cmd: &mut Command, charset_warning: bool) -> Vec<u8> {
 fn check_tool(bin: &str, tar_path: &Path, want: &BTreeMap<Vec<u8>, Node>, entries: usize) {
     let charset_warning = bin == "bsdtar" && want.keys().any(|k| std::str::from_utf8(k).is_err());
     if !tool(bin) {
-        println!(
-            "SKIP: {bin} not installed (apt-get install {})",
-            if bin == "bsdtar" {
-                "libarchive-tools"
-            } else {
-                "tar"
-            }
-        );
-        return;
+        let package = if bin == "bsdtar" { "libarchive-tools" } else { "tar" };
+        treegen::skip!("tool", "{bin} not installed (apt-get install {package})");
     }
     let listing = run(Command::new(bin).arg("-tvf").arg(tar_path), charset_warning);
     assert_eq!(
@@ -318,8 +311,7 @@ fn bsdtar_treats_containerd_bytes_the_same() {
     // the difference is the format's, not ours.
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/archives/tree.tar");
     if !tool("bsdtar") {
-        println!("SKIP: bsdtar not installed (apt-get install libarchive-tools)");
-        return;
+        treegen::skip!("tool", "bsdtar not installed (apt-get install libarchive-tools)");
     }
     let out = Command::new("bsdtar")
         .arg("-tf")

@@ -242,11 +242,11 @@ fn old_gnu_sparse_entries_from_tar_rs() {
     .unwrap_or_else(|e| panic!("{e}"));
     let tar = b.into_inner().unwrap_or_else(|e| panic!("{e}"));
     if tar[156] != b'S' {
-        eprintln!(
-            "SKIP: the filesystem under {} reports no holes, tar-rs wrote no sparse entry",
+        treegen::skip!(
+            "filesystem",
+            "the filesystem under {} reports no holes, tar-rs wrote no sparse entry",
             dir.path().display()
         );
-        return;
     }
     assert_eq!(tar[482], 1, "expected an extension block after the header");
     assert!(tar.len() < size, "the sparse entry stored its holes");

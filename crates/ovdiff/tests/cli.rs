@@ -5,8 +5,9 @@
 //! view. Also: compressed outputs against `gzip`/`zstd`/`sha256sum`, descriptor JSON, the
 //! `index=on` fallback, exit codes, and the refusal to write a layer to a terminal.
 //!
-//! Kernel-backed tests print `SKIP: <reason>` and return when mounting is impossible; tests
-//! that need a tool (umoci, GNU tar, script) print `SKIP:` when it is missing.
+//! Kernel-backed tests print `SKIP: <test>: <reason>` and return when mounting is impossible;
+//! tests that need a tool (umoci, GNU tar, script) print `SKIP:` when it is missing. Every skip
+//! is recorded in the skip log (`treegen::privilege`).
 
 mod common;
 
@@ -58,7 +59,7 @@ impl Scenario {
         let mut mnt = match OverlayMount::try_with_upper(&[&base], &upper, opts) {
             Ok(m) => m,
             Err(skip) => {
-                eprintln!("SKIP: {label}: {}", skip.reason());
+                skip.report_for(label);
                 return None;
             }
         };
@@ -330,7 +331,7 @@ fn layer_in_overlay_form_mounts_to_the_merged_view() {
     let mnt = match OverlayMount::try_with_upper(&[&s.base], &fresh, &MountOptions::default()) {
         Ok(m) => m,
         Err(skip) => {
-            eprintln!("SKIP: overlay form: {}", skip.reason());
+            skip.report_for("overlay form");
             return;
         }
     };
@@ -343,8 +344,7 @@ fn layer_in_overlay_form_mounts_to_the_merged_view() {
 #[test]
 fn compressed_outputs_decompress_to_the_tar_and_digests_match() {
     if !tool("gzip") || !tool("zstd") {
-        eprintln!("SKIP: compressed outputs: gzip or zstd is not installed");
-        return;
+        treegen::skip!("tool", "gzip or zstd is not installed");
     }
     let Some(s) = Scenario::new("compression", 13, small_base(13), &MountOptions::default()) else {
         return;
@@ -472,8 +472,7 @@ fn auto_falls_back_with_a_reason_for_index_on() {
 #[test]
 fn oci_image_with_our_layer_unpacks_with_umoci_to_the_merged_view() {
     if !tool("umoci") {
-        eprintln!("SKIP: umoci interop: umoci is not installed (apt-get install umoci)");
-        return;
+        treegen::skip!("tool", "umoci is not installed (apt-get install umoci)");
     }
     // No specials: sockets cannot be in a layer, and the base layer carries the whole base.
     let gen = small_base(15).specials(false);
@@ -832,8 +831,7 @@ fn io_errors_exit_1_naming_the_path_and_leave_no_output_file() {
 #[test]
 fn refuses_to_write_a_layer_to_a_terminal() {
     if !tool("script") {
-        eprintln!("SKIP: terminal refusal: util-linux script(1) is not installed");
-        return;
+        treegen::skip!("tool", "util-linux script(1) is not installed");
     }
     let (_tmp, base, new) = two_trees();
     // script(1) gives the command a pseudo-terminal as stdout; -e returns its exit code.

@@ -169,9 +169,11 @@ impl State<'_> {
         let meta = &entry.meta;
         match sys::chown(dir, name, meta.uid, meta.gid) {
             Ok(()) => {}
+            // Without CAP_CHOWN (EPERM; EINVAL for an id a user namespace does not map) the
+            // entry keeps the applier's own ids.
             Err(e)
-                if sys::errno(&e) == Some(Errno::PERM) && !rustix::process::geteuid().is_root() => {
-            }
+                if matches!(sys::errno(&e), Some(Errno::PERM | Errno::INVAL))
+                    && !crate::Privilege::Chown.available() => {}
             Err(e) => return Err(root.err("fchownat", path, e)),
         }
         // Replace the xattr set: remove what the new entry does not have.

@@ -234,8 +234,11 @@ pub(crate) fn apply_meta(
     let is_link = meta.file_type() == FileType::Symlink;
     match sys::chown(dir, name, meta.uid, meta.gid) {
         Ok(()) => {}
-        // Unprivileged copies keep the copier's own ids.
-        Err(e) if sys::errno(&e) == Some(Errno::PERM) && !rustix::process::geteuid().is_root() => {}
+        // Unprivileged copies keep the copier's own ids (EPERM; EINVAL for an id a user
+        // namespace does not map).
+        Err(e)
+            if matches!(sys::errno(&e), Some(Errno::PERM | Errno::INVAL))
+                && !crate::Privilege::Chown.available() => {}
         Err(e) => return Err(root.err("fchownat", rel, e)),
     }
     if !is_link {

@@ -93,7 +93,8 @@ pub struct GenSpec {
 
 impl GenSpec {
     /// 200 files, depth up to 5, distro sizes, every kind of entry and odd names; owners
-    /// other than the caller's only when running as root.
+    /// other than the caller's only where this process may give any owner
+    /// ([`crate::Privilege::Chown`]: root, not a user namespace that maps one id).
     pub fn new(seed: u64) -> GenSpec {
         GenSpec {
             seed,
@@ -107,7 +108,7 @@ impl GenSpec {
             odd_names: true,
             long_path: false,
             wide_dir: None,
-            owners: rustix::process::geteuid().is_root(),
+            owners: crate::Privilege::Chown.available(),
         }
     }
 
@@ -177,8 +178,8 @@ impl GenSpec {
         self
     }
 
-    /// Varied owners (root, 1000, 33, 65534, group 42). Needs `CAP_CHOWN`; on by default
-    /// only for root.
+    /// Varied owners (root, 1000, 33, 65534, group 42). Needs `CAP_CHOWN` over every id; on by default
+    /// only where [`crate::Privilege::Chown`] is available.
     pub fn owners(mut self, on: bool) -> Self {
         self.owners = on;
         self

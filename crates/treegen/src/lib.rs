@@ -48,6 +48,7 @@ mod mutate;
 mod overlay;
 pub mod privilege;
 pub mod rawtar;
+mod remove;
 mod snapshot;
 mod sys;
 mod types;
@@ -62,6 +63,7 @@ pub use gen::{GenReport, GenSpec, SizeMix};
 pub use mutate::{apply_mutations, Mutation, MutationReport, MutationSpec};
 pub use overlay::{can_mount, MountOptions, OverlayMount, Skip};
 pub use privilege::Privilege;
+pub use remove::remove_tree;
 pub use snapshot::{
     assert_same_tree, diff_snapshots, EntryFacts, MtimePolicy, SnapshotOptions, TreeSnapshot,
 };

@@ -406,13 +406,14 @@ pub struct MutationSpec {
 }
 
 impl MutationSpec {
-    /// 20 steps; `chown` and device creation only as root; visible to compat diffs; plain
-    /// (not overlay) semantics.
+    /// 20 steps; `chown` and device creation only where this process may do both
+    /// ([`crate::Privilege::Chown`], [`crate::Privilege::Mknod`]: root, not a user namespace);
+    /// visible to compat diffs; plain (not overlay) semantics.
     pub fn new(seed: u64) -> MutationSpec {
         MutationSpec {
             seed,
             count: 20,
-            privileged: rustix::process::geteuid().is_root(),
+            privileged: crate::Privilege::Chown.available() && crate::Privilege::Mknod.available(),
             overlay_safe: false,
             compat_visible: true,
             odd_names: true,

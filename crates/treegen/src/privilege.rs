@@ -87,6 +87,21 @@ impl Privilege {
         self.check().is_ok()
     }
 
+    /// Whether this process has it; when not, reports the skip of `part` (the test's name and
+    /// the part of it left out, e.g. `devices::device node part`) as [`require!`] would, for
+    /// a test that runs the rest of its checks anyway.
+    ///
+    /// [`require!`]: crate::require
+    pub fn available_or_report(self, part: &str) -> bool {
+        match self.check() {
+            Ok(()) => true,
+            Err(reason) => {
+                report_skip(part, self, &reason);
+                false
+            }
+        }
+    }
+
     fn probe(self) -> Result<(), String> {
         match self {
             Privilege::Root => {
@@ -225,14 +240,20 @@ fn append_record(log: &Path, test: &str, kind: &str, reason: &str) -> std::io::R
         .write_all(record.as_bytes())
 }
 
-/// The calling test's name from a function path such as `my_test::containerd::whiteouts::f`:
-/// the crate (the test binary) and the marker function dropped, as libtest names the test.
+/// The running test's name as libtest knows it: the harness runs every test on a thread named
+/// after it; elsewhere (a `main` thread, a thread of the test's own) the enclosing function's
+/// path from `marker_path` (`crate::module::test_fn::__treegen_marker`), crate and marker
+/// dropped.
 #[doc(hidden)]
-pub fn test_name_from_marker(marker_path: &str) -> &str {
-    let path = marker_path
-        .strip_suffix("::__treegen_marker")
-        .unwrap_or(marker_path);
-    let path = path.strip_suffix("::{{closure}}").unwrap_or(path);
+pub fn test_name(marker_path: &str) -> String {
+    if let Some(name) = std::thread::current().name().filter(|n| *n != "main") {
+        return name.to_string();
+    }
+    test_name_from_marker(marker_path).to_string()
+}
+
+fn test_name_from_marker(marker_path: &str) -> &str {
+    let path = marker_path.strip_suffix("::__treegen_marker").unwrap_or(marker_path);
     path.split_once("::").map_or(path, |(_, rest)| rest)
 }
 
@@ -253,7 +274,7 @@ macro_rules! require {
     ($($privilege:expr),+ $(,)?) => {
         $(
             if let Err(reason) = $crate::Privilege::check($privilege) {
-                $crate::privilege::report_skip($crate::current_test!(), $privilege, &reason);
+                $crate::privilege::report_skip(&$crate::current_test!(), $privilege, &reason);
                 return;
             }
         )+
@@ -265,12 +286,13 @@ macro_rules! require {
 #[macro_export]
 macro_rules! skip {
     ($kind:expr, $($reason:tt)+) => {{
-        $crate::privilege::report_skip_named($crate::current_test!(), $kind, &format!($($reason)+));
+        $crate::privilege::report_skip_named(&$crate::current_test!(), $kind, &format!($($reason)+));
         return;
     }};
 }
 
-/// The enclosing test's name as libtest prints it (`module::test_fn`).
+/// The running test's name as libtest prints it (`module::test_fn`), see
+/// [`privilege::test_name`](crate::privilege::test_name).
 #[macro_export]
 macro_rules! current_test {
     () => {{
@@ -278,7 +300,7 @@ macro_rules! current_test {
         fn type_name_of<T>(_: T) -> &'static str {
             ::std::any::type_name::<T>()
         }
-        $crate::privilege::test_name_from_marker(type_name_of(__treegen_marker))
+        $crate::privilege::test_name(type_name_of(__treegen_marker))
     }};
 }
 

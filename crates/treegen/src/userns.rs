@@ -191,9 +191,9 @@ pub fn run_child_or_panic(test: &str) {
 macro_rules! in_user_namespace {
     () => {
         let __test = $crate::current_test!();
-        if !$crate::userns::is_child_for(__test) {
+        if !$crate::userns::is_child_for(&__test) {
             $crate::require!($crate::Privilege::UserNamespaceOverlay);
-            $crate::userns::run_child_or_panic(__test);
+            $crate::userns::run_child_or_panic(&__test);
             return;
         }
     };

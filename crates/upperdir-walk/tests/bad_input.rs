@@ -67,12 +67,17 @@ fn unreadable_upper_directory_reports_eacces_with_its_path() {
     mkdir(f.u("locked"), 0o700);
     write(f.u("locked/secret"), b"s", 0o600);
     let (upper, base) = (f.upper(), f.base());
-    // Drop to an unprivileged uid on a thread of our own (setresuid is per thread in the
-    // kernel): as root, CAP_DAC_OVERRIDE would read anything.
+    // As root, drop to an unprivileged uid on a thread of our own (setresuid is per thread in
+    // the kernel): CAP_DAC_OVERRIDE would read anything. Any other user is bound already.
+    let as_root = rustix::process::geteuid().is_root();
     let outcome = std::thread::spawn(move || {
         let nobody = rustix::process::Uid::from_raw(65534);
-        if let Err(e) = rustix::thread::set_thread_res_uid(nobody, nobody, nobody) {
-            return Err(format!("cannot drop privileges: {e}"));
+        if as_root {
+            if let Err(e) = rustix::thread::set_thread_res_uid(nobody, nobody, nobody) {
+                return Err(format!("cannot drop privileges: {e}"));
+            }
+        } else if let Err(reason) = treegen::Privilege::PermissionChecks.check() {
+            return Err(reason);
         }
         let upper = DirTree::open(&upper).map_err(|e| e.to_string())?;
         let base = DirTree::open(&base).map_err(|e| e.to_string())?;
@@ -87,7 +92,11 @@ fn unreadable_upper_directory_reports_eacces_with_its_path() {
     .join()
     .expect("thread");
     match outcome {
-        Err(reason) => eprintln!("SKIP: unreadable upper directory: {reason}"),
+        Err(reason) => treegen::privilege::report_skip(
+            "unreadable upper directory",
+            treegen::Privilege::PermissionChecks,
+            &reason,
+        ),
         Ok((serial, parallel)) => {
             for result in [serial, parallel] {
                 let err = result.expect_err("an unreadable directory must fail the diff");

@@ -701,7 +701,11 @@ fn directory_capability_decides_a_copied_up_directory() {
             &cap(10),
             rustix::fs::XattrFlags::empty(),
         ) {
-            println!("SKIP: cannot set security.capability on a directory here: {e}");
+            treegen::privilege::report_skip(
+                &treegen::current_test!(),
+                treegen::Privilege::FileCapability,
+                &format!("cannot set security.capability on a directory here: {e}"),
+            );
             return;
         }
     }
