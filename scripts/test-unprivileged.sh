@@ -8,6 +8,7 @@
 # - The toolchain is the caller's (`rustc --print sysroot`). When the user cannot reach it
 #   (rustup under /root, mode 0700), it is bind-mounted read-only at /run/ovdiff-toolchain in a
 #   private mount namespace that lives only as long as this run: nothing on the machine changes.
+# - A source tree the user cannot read (a clone under /root) is copied to ~user/src first.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 user=${OVDIFF_TEST_USER:-ovdiff-ci}
@@ -19,10 +20,16 @@ gid=$(id -g "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
 target=${OVDIFF_TEST_TARGET:-$home/target}
 
-# The source tree must be readable and every directory above it searchable.
+# The source tree must be readable with every directory above it searchable; a clone under
+# /root (mode 0700) is not, so the user then gets a copy of it (without target/).
 if ! setpriv --reuid="$uid" --regid="$gid" --init-groups test -r "$repo/Cargo.toml"; then
-  echo "test-unprivileged.sh: $user cannot read $repo/Cargo.toml" >&2
-  exit 2
+  copy=$home/src
+  echo "test-unprivileged.sh: $user cannot read $repo; testing a copy in $copy"
+  rm -rf "$copy"
+  mkdir -p "$copy"
+  tar -C "$repo" --exclude=./target -cf - . | tar -C "$copy" -xf -
+  chown -R "$uid:$gid" "$copy"
+  repo=$copy
 fi
 
 # A CARGO_HOME of its own, seeded with the caller's downloaded crates.

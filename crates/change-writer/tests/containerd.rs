@@ -562,7 +562,8 @@ fn devices_fifos_and_symlinks() {
     t.mkdir("dev", 0o755)
         .fifo("dev/pipe", 0o620)
         .symlink("dev/stdin", "/proc/self/fd/0");
-    let root_devs = Privilege::Mknod.available_or_report("devices_fifos_and_symlinks (device node)");
+    let root_devs =
+        Privilege::Mknod.available_or_report("devices_fifos_and_symlinks (device node)");
     if root_devs {
         t.char_device("dev/null", 1, 3).unwrap();
     }

@@ -221,7 +221,11 @@ fn run(cmd: &mut Command, charset_warning: bool) -> Vec<u8> {
 fn check_tool(bin: &str, tar_path: &Path, want: &BTreeMap<Vec<u8>, Node>, entries: usize) {
     let charset_warning = bin == "bsdtar" && want.keys().any(|k| std::str::from_utf8(k).is_err());
     if !tool(bin) {
-        let package = if bin == "bsdtar" { "libarchive-tools" } else { "tar" };
+        let package = if bin == "bsdtar" {
+            "libarchive-tools"
+        } else {
+            "tar"
+        };
         treegen::skip!("tool", "{bin} not installed (apt-get install {package})");
     }
     let listing = run(Command::new(bin).arg("-tvf").arg(tar_path), charset_warning);
@@ -311,7 +315,10 @@ fn bsdtar_treats_containerd_bytes_the_same() {
     // the difference is the format's, not ours.
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/archives/tree.tar");
     if !tool("bsdtar") {
-        treegen::skip!("tool", "bsdtar not installed (apt-get install libarchive-tools)");
+        treegen::skip!(
+            "tool",
+            "bsdtar not installed (apt-get install libarchive-tools)"
+        );
     }
     let out = Command::new("bsdtar")
         .arg("-tf")

@@ -9,7 +9,7 @@ use common::*;
 use layer_apply::{Applier, OverlayWhiteouts, XattrPolicy};
 
 fn upper(f: &Fixture, form: OverlayWhiteouts) -> Applier {
-    Applier::new(&f.root).overlay_whiteouts(form)
+    applier(&f.root).overlay_whiteouts(form)
 }
 
 #[test]

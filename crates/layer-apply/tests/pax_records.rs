@@ -17,7 +17,7 @@ fn get(f: &Fixture, rel: &[u8], name: &str) -> Option<Vec<u8>> {
 }
 
 fn wide(f: &Fixture) -> Applier {
-    Applier::new(&f.root).xattr_policy(XattrPolicy::Wide)
+    applier(&f.root).xattr_policy(XattrPolicy::Wide)
 }
 
 #[test]

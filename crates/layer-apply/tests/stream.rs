@@ -103,7 +103,7 @@ fn applies_plain_gzip_and_zstd() {
     ] {
         let f = Fixture::new();
         let stats = f
-            .apply_with(Applier::new(&f.root), &stream)
+            .apply_with(applier(&f.root), &stream)
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(stats.regular, 2, "{kind}");
         check_sample(&f);
@@ -116,7 +116,7 @@ fn short_reads_are_handled() {
     for stream in [data.clone(), gzip(&data), zstd(&data)] {
         for seed in 0..5 {
             let f = Fixture::new();
-            Applier::new(&f.root)
+            applier(&f.root)
                 .apply(ShortReads {
                     data: &stream,
                     state: seed,
@@ -144,7 +144,7 @@ fn truncated_plain_tar_at_every_offset() {
     // leftovers from earlier cuts are simply replaced. The fuzz test covers containment.
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     for cut in 0..data.len() {
-        let res = Applier::new(root.path()).apply(&data[..cut]);
+        let res = applier(root.path()).apply(&data[..cut]);
         if cut >= complete_from {
             res.unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         } else {
@@ -159,7 +159,7 @@ fn truncated_compressed_streams() {
     for (kind, stream) in [("gzip", gzip(&data)), ("zstd", zstd(&data))] {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         for cut in 0..stream.len() {
-            let res = Applier::new(root.path()).apply(&stream[..cut]);
+            let res = applier(root.path()).apply(&stream[..cut]);
             assert!(
                 matches!(res, Err(ApplyError::Stream { .. })),
                 "{kind} cut at {cut}/{}: {res:?}",
@@ -201,7 +201,7 @@ fn missing_end_marker_is_an_error_unless_relaxed() {
     assert_eq!(err.applied(), 1);
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     let f = Fixture::new();
-    f.apply_with(Applier::new(&f.root).require_end_marker(false), &data)
+    f.apply_with(applier(&f.root).require_end_marker(false), &data)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(f.read("a"), b"a");
 }
@@ -366,11 +366,11 @@ fn fuzz_random_mutations_stay_contained() {
         let mut rng = Rng(i);
         let data = mutate(&mut rng, &seed);
         let applier = match i % 3 {
-            0 => Applier::new(&f.root),
-            1 => Applier::new(&f.root)
+            0 => applier(&f.root),
+            1 => applier(&f.root)
                 .xattr_policy(layer_apply::XattrPolicy::Wide)
                 .overlay_whiteouts(layer_apply::OverlayWhiteouts::trusted()),
-            _ => Applier::new(&f.root).require_end_marker(false),
+            _ => applier(&f.root).require_end_marker(false),
         };
         let res = applier.apply(&data[..]);
         assert_eq!(

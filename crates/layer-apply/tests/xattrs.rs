@@ -19,7 +19,7 @@ fn list(f: &Fixture, rel: &str) -> Vec<String> {
 }
 
 fn wide(f: &Fixture) -> Applier {
-    Applier::new(&f.root).xattr_policy(XattrPolicy::Wide)
+    applier(&f.root).xattr_policy(XattrPolicy::Wide)
 }
 
 /// A `security.capability` v2 blob granting cap_net_raw (effective + permitted).

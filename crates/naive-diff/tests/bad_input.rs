@@ -40,6 +40,15 @@ fn unreadable_directory_reports_eacces_with_its_path() {
     p.fork();
     write(p.new_tree().join("locked/secret"), b"t", 0o600);
     let (base, new) = (p.base(), p.new_tree());
+    // Mode 000 locks out the owner too, where mode bits bind (not root); given back below so
+    // the temporary directory can be removed.
+    use std::os::unix::fs::PermissionsExt;
+    let set_mode = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    set_mode(&base.join("locked"), 0o000);
+    set_mode(&new.join("locked"), 0o000);
+    let (locked_base, locked_new) = (base.join("locked"), new.join("locked"));
     // As root, drop to an unprivileged uid on a thread of our own (the kernel's setresuid is
     // per thread): CAP_DAC_OVERRIDE would read anything. Any other user is bound already.
     let as_root = rustix::process::geteuid().is_root();
@@ -59,6 +68,8 @@ fn unreadable_directory_reports_eacces_with_its_path() {
     })
     .join()
     .expect("thread");
+    set_mode(&locked_base, 0o700);
+    set_mode(&locked_new, 0o700);
     match outcome {
         Err(reason) => treegen::privilege::report_skip(
             "unreadable_directory",

@@ -872,3 +872,71 @@ fn diff_to_stdout_is_the_same_layer_as_diff_to_a_file() {
         .collect();
     assert_eq!(names, ["caf\u{fffd}", "etc/", "etc/hosts", ".wh.gone"]);
 }
+
+/// Rootless BuildKit and podman: a `userxattr` overlay mounted inside an unprivileged user
+/// namespace (the caller's ids mapped to 0). `diff` with `--upper --userxattr`, with the
+/// mount's own `--mount-options …,userxattr`, with `--lower`, and `--tree` over the merged
+/// view all give a layer that `ovdiff apply` turns the base into the merged view with, and
+/// `changes` and `size` agree with them.
+#[test]
+fn rootless_userxattr_overlay_round_trips_through_every_cli_form() {
+    treegen::in_user_namespace!();
+    // The kernel refuses userxattr with an explicit redirect_dir=off; its default is off here.
+    let opts = MountOptions::kernel_defaults().userxattr(true);
+    let Some(s) = Scenario::new("rootless", 17, small_base(17), &opts) else {
+        panic!("the probe mounted a userxattr overlay in a user namespace, this did not");
+    };
+    assert!(s.options.contains("userxattr"), "{}", s.options);
+    let merged = s.path("merged-copy");
+    {
+        // A plain copy of the merged view for --tree: the scenario has unmounted it.
+        let m = OverlayMount::try_with_upper(&[&s.base], &s.upper, &opts).expect("remount");
+        snapshot_copy(m.merged(), &merged).expect("copy merged view");
+    }
+    let forms: [(&str, Vec<&str>); 4] = [
+        (
+            "--upper --base --userxattr",
+            vec!["--upper", p(&s.upper), "--base", p(&s.base), "--userxattr"],
+        ),
+        ("--mount-options", vec!["--mount-options", &s.options]),
+        (
+            "--upper --lower --userxattr",
+            vec!["--upper", p(&s.upper), "--lower", p(&s.base), "--userxattr"],
+        ),
+        (
+            "--base --tree",
+            vec!["--base", p(&s.base), "--tree", p(&merged)],
+        ),
+    ];
+    let mut changes = Vec::new();
+    for (i, (form, sel)) in forms.iter().enumerate() {
+        let layer = s.path(&format!("layer-{i}.tar"));
+        let mut args = vec!["diff"];
+        args.extend(sel.iter().copied());
+        args.extend(["--xattrs", "all", "-o", p(&layer)]);
+        assert_ok(&ovdiff(args));
+        let applied = s.base_copy(&format!("applied-{i}"));
+        assert_ok(&ovdiff([
+            "apply",
+            "-i",
+            p(&layer),
+            p(&applied),
+            "--xattrs",
+            "all",
+        ]));
+        s.assert_reproduced(&applied, form);
+
+        let mut args = vec!["changes"];
+        args.extend(sel.iter().copied());
+        let c = ovdiff(args);
+        assert_ok(&c);
+        changes.push(String::from_utf8_lossy(&c.stdout).into_owned());
+        let mut args = vec!["size"];
+        args.extend(sel.iter().copied());
+        assert_ok(&ovdiff(args));
+    }
+    assert!(!changes[0].is_empty());
+    for (c, (form, _)) in changes.iter().zip(&forms) {
+        assert_eq!(c, &changes[0], "changes {form}");
+    }
+}

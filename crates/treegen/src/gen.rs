@@ -876,7 +876,20 @@ impl Maker<'_> {
                     if self.xattrs_off {
                         break;
                     }
-                    match rustix::fs::fsetxattr(&f, &k[..], v, XattrFlags::empty()) {
+                    let set = || rustix::fs::fsetxattr(&f, &k[..], v, XattrFlags::empty());
+                    let res = match set() {
+                        // Not root: user.* needs write permission, which a read-only mode
+                        // denies even the owner. Lend it for the call.
+                        Err(Errno::ACCESS) if node.mode & 0o200 == 0 => {
+                            let lend = |m: u32| rustix::fs::fchmod(&f, Mode::from_raw_mode(m));
+                            lend(node.mode | 0o200).map_err(|e| self.err("fchmod", e))?;
+                            let res = set();
+                            lend(node.mode).map_err(|e| self.err("fchmod", e))?;
+                            res
+                        }
+                        res => res,
+                    };
+                    match res {
                         Ok(()) => {}
                         Err(e @ (Errno::NOTSUP | Errno::PERM)) => self.skip_xattr(k, e),
                         Err(e) => return Err(self.err("fsetxattr", e)),
@@ -954,7 +967,15 @@ impl Maker<'_> {
             if self.xattrs_off {
                 break;
             }
-            match sys::set_xattr(dir, name, k, v) {
+            let mut res = sys::set_xattr(dir, name, k, v);
+            // Not root: user.* needs write permission, which a read-only mode denies even the
+            // owner. Lend it for the call (never to a symlink, whose mode is not its own).
+            if chmod && node.mode & 0o200 == 0 && sys::errno_of(&res) == Some(Errno::ACCESS) {
+                sys::chmod(dir, name, node.mode | 0o200).map_err(|e| self.err("fchmodat", e))?;
+                res = sys::set_xattr(dir, name, k, v);
+                sys::chmod(dir, name, node.mode).map_err(|e| self.err("fchmodat", e))?;
+            }
+            match res {
                 Ok(()) => {}
                 Err(e) => match sys::errno(&e) {
                     Some(en @ (Errno::NOTSUP | Errno::PERM)) => self.skip_xattr(k, en),

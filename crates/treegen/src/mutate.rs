@@ -212,10 +212,69 @@ pub fn apply_mutations(
     let root = RootDir::open(root.as_ref())?;
     let mut report = MutationReport::default();
     for m in mutations {
-        apply_one(&root, m, &mut report)?;
+        match apply_one(&root, m, &mut report) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && modes_bind() => {
+                apply_with_lent_permission(&root, m, &mut report)?
+            }
+            res => res?,
+        }
         report.applied += 1;
     }
     Ok(report)
+}
+
+/// Whether mode bits bind this process (not root, no `CAP_DAC_OVERRIDE`).
+fn modes_bind() -> bool {
+    crate::Privilege::PermissionChecks.available()
+}
+
+/// Retries `m`, refused by a mode (a read-only directory or file of the tree), with the owner's
+/// permission lent as root has it anyway: first to the parent directory (`rwx`), then also to
+/// the entry itself (`rw`, `rwx` for a directory). Each lent mode is put back afterwards, so
+/// the tree ends as it would as root.
+fn apply_with_lent_permission(
+    root: &RootDir,
+    m: &Mutation,
+    report: &mut MutationReport,
+) -> Result<(), TreegenError> {
+    let p = m.path().as_bytes();
+    let (dir, name) = root.parent(p)?;
+    let dir_fd = dir.as_fd();
+    let (pp, _) = fs_change::order::split_parent(p);
+    let lend = |d: std::os::fd::BorrowedFd<'_>, n: &[u8], mode: u32, add: u32| {
+        sys::chmod(d, n, mode | add).map_err(|e| root.err("fchmodat", p, e))
+    };
+    let parent_mode = rustix::fs::fstat(dir_fd)
+        .map_err(|e| root.err("fstat", pp, e))?
+        .st_mode
+        & 0o7777;
+    let set_parent = |mode: u32| -> Result<(), TreegenError> {
+        rustix::fs::fchmod(dir_fd, rustix::fs::Mode::from_raw_mode(mode))
+            .map_err(|e| root.err("fchmod", pp, e))
+    };
+    set_parent(parent_mode | 0o700)?;
+    let mut res = apply_one(root, m, report);
+    if matches!(&res, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied) {
+        if let Ok(Some(meta)) = sys::lstat(dir_fd, name) {
+            let add = match meta.file_type() {
+                FileType::Dir => 0o700,
+                FileType::Regular => 0o600,
+                _ => 0,
+            };
+            if add != 0 && !matches!(m, Mutation::Chmod { .. }) {
+                let mode = meta.permissions();
+                lend(dir_fd, name, mode, add)?;
+                res = apply_one(root, m, report);
+                if let Ok(Some(now)) = sys::lstat(dir_fd, name) {
+                    if now.file_type() == meta.file_type() && now.permissions() == mode | add {
+                        sys::chmod(dir_fd, name, mode).map_err(|e| root.err("fchmodat", p, e))?;
+                    }
+                }
+            }
+        }
+    }
+    set_parent(parent_mode)?;
+    res
 }
 
 fn expect_type(

@@ -124,7 +124,7 @@ impl Privilege {
                     Mode::from_raw_mode(0o600),
                     dev,
                 )
-                .map_err(|e| format!("mknod {} (char 1:3): {e} (needs CAP_MKNOD)", node.display()))
+                .map_err(|e| format!("mknod of a char 1:3 device refused: {e} (needs CAP_MKNOD)"))
             }),
             Privilege::TrustedXattr => in_probe_dir(|dir| {
                 set_xattr_on_new_file(dir, "trusted.ovdiff-probe", b"1", "CAP_SYS_ADMIN")
@@ -173,19 +173,15 @@ fn probe_chown(dir: &Path) -> Result<(), String> {
         rustix::fs::Uid::from_raw(other),
         rustix::fs::Gid::from_raw(other),
     );
-    rustix::fs::chown(&file, Some(uid), Some(gid)).map_err(|e| {
-        format!(
-            "chown {} to {other}:{other}: {e} (needs CAP_CHOWN)",
-            file.display()
-        )
-    })
+    rustix::fs::chown(&file, Some(uid), Some(gid))
+        .map_err(|e| format!("chown to {other}:{other} refused: {e} (needs CAP_CHOWN)"))
 }
 
 fn set_xattr_on_new_file(dir: &Path, name: &str, value: &[u8], cap: &str) -> Result<(), String> {
     let file = dir.join("xattr");
     std::fs::write(&file, b"").map_err(|e| format!("{}: {e}", file.display()))?;
     rustix::fs::setxattr(&file, name, value, XattrFlags::empty())
-        .map_err(|e| format!("setxattr {name} on {}: {e} (needs {cap})", file.display()))
+        .map_err(|e| format!("setxattr {name} refused: {e} (needs {cap})"))
 }
 
 /// Where skip records go: `$OVDIFF_SKIP_LOG` when set, else `ovdiff-skips.log` in cargo's
@@ -253,7 +249,9 @@ pub fn test_name(marker_path: &str) -> String {
 }
 
 fn test_name_from_marker(marker_path: &str) -> &str {
-    let path = marker_path.strip_suffix("::__treegen_marker").unwrap_or(marker_path);
+    let path = marker_path
+        .strip_suffix("::__treegen_marker")
+        .unwrap_or(marker_path);
     path.split_once("::").map_or(path, |(_, rest)| rest)
 }
 

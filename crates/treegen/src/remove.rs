@@ -25,7 +25,14 @@ use crate::sys;
 /// immutable file), with the path of the directory it is in.
 pub fn remove_tree(path: &Path) -> Result<(), TreegenError> {
     let (parent, name) = match (path.parent(), path.file_name()) {
-        (Some(p), Some(n)) => (if p.as_os_str().is_empty() { Path::new(".") } else { p }, n),
+        (Some(p), Some(n)) => (
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            },
+            n,
+        ),
         _ => {
             return Err(TreegenError::invalid(
                 path,

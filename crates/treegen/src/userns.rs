@@ -125,7 +125,7 @@ pub(crate) fn probe() -> Result<(), String> {
     unsafe { cmd.pre_exec(move || setup.enter()) };
     let status = cmd.status().map_err(|e| {
         format!(
-            "a user namespace with a userxattr overlay ({data}) is refused here: {e} \
+            "a user namespace with a userxattr overlay is refused here: {e} \
              (user.max_user_namespaces, an LSM or seccomp policy, or a kernel before 5.11)"
         )
     })?;

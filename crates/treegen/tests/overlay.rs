@@ -259,7 +259,8 @@ fn userxattr_overlay_mounts_in_a_user_namespace() {
         .file("gone", b"x", 0o644)
         .build()
         .unwrap();
-    let opts = MountOptions::default().userxattr(true);
+    // The kernel refuses userxattr with an explicit redirect_dir=off; its default is off here.
+    let opts = MountOptions::kernel_defaults().userxattr(true);
     let mnt = OverlayMount::try_new(&[lower.path()], &opts)
         .unwrap_or_else(|skip| panic!("the probe said this works: {skip}"));
     std::fs::remove_file(mnt.merged().join("gone")).unwrap();
@@ -269,8 +270,14 @@ fn userxattr_overlay_mounts_in_a_user_namespace() {
     let up = TreeSnapshot::capture(mnt.upper()).unwrap();
     assert_eq!(up.get(b"gone").and_then(|e| e.rdev), Some((0, 0)));
     let names = xattr_names(&mnt.upper().join("d"));
-    assert!(names.contains(&"user.overlay.opaque".to_string()), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("trusted.")), "{names:?}");
+    assert!(
+        names.contains(&"user.overlay.opaque".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("trusted.")),
+        "{names:?}"
+    );
     let merged = TreeSnapshot::capture(mnt.merged()).unwrap();
     assert!(merged.get(b"d/f").is_none() && merged.get(b"d/new").is_some());
 }

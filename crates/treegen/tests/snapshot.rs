@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use treegen::{
-    assert_same_tree, diff_snapshots, snapshot_copy, GenSpec, MtimePolicy, SnapshotOptions,
-    Privilege, TreeBuilder, TreeSnapshot,
+    assert_same_tree, diff_snapshots, snapshot_copy, GenSpec, MtimePolicy, Privilege,
+    SnapshotOptions, TreeBuilder, TreeSnapshot,
 };
 
 fn root() -> bool {

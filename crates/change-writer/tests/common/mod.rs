@@ -294,4 +294,5 @@ pub fn read_tar(bytes: &[u8]) -> Vec<TarEntry> {
 }
 
 /// What a test may need that not every user has (`treegen::require!`).
+#[allow(unused_imports)]
 pub use treegen::Privilege;

@@ -119,9 +119,9 @@ impl Fixture {
         res
     }
 
-    /// Applies `tar` with the default options.
+    /// Applies `tar` with the default options (owners only where this process may set them).
     pub fn apply(&self, tar: &[u8]) -> Result<ApplyStats, ApplyError> {
-        self.apply_with(Applier::new(&self.root), tar)
+        self.apply_with(applier(&self.root), tar)
     }
 
     /// Applies and panics on failure.
@@ -246,4 +246,10 @@ pub fn mkdir(p: &Path) {
 
 pub fn write(p: &Path, data: &[u8]) {
     fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// `Applier::new(root)` with the entries' owners set only where this process may give any
+/// owner ([`treegen::Privilege::Chown`]); tests of owners themselves `require!` it.
+pub fn applier(root: impl AsRef<Path>) -> Applier {
+    Applier::new(root.as_ref()).preserve_owner(treegen::Privilege::Chown.available())
 }

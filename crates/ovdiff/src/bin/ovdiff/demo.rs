@@ -140,8 +140,7 @@ pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
     let mount = if a.no_mount {
         Err("--no-mount".to_string())
     } else {
-        OverlayMount::try_with_upper(&[&base], &upper, &options)
-            .map_err(|s| s.reason().to_string())
+        OverlayMount::try_with_upper(&[&base], &upper, &options).map_err(|s| s.reason().to_string())
     };
     let made = match mount {
         Ok(mnt) => {
@@ -326,7 +325,8 @@ fn rerun_in_user_namespace(a: &DemoArgs) -> Result<Option<ExitCode>, Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::Run(format!("finding this executable to re-run it: {e}")))?;
     let mut cmd = std::process::Command::new(&exe);
-    cmd.args(std::env::args_os().skip(1)).env(IN_USERNS_ENV, "1");
+    cmd.args(std::env::args_os().skip(1))
+        .env(IN_USERNS_ENV, "1");
     treegen::userns::enter_on_spawn(&mut cmd);
     let status = cmd.status().map_err(|e| {
         Failure::Run(format!(
