@@ -640,6 +640,11 @@ enum Case {
 
 /// One seeded scenario; `Err` describes a mismatch.
 fn property_case(seed: u64) -> Result<Case, String> {
+    property_case_with(seed, false)
+}
+
+/// [`property_case`], optionally without `Hardlink` steps (see the rootless test).
+fn property_case_with(seed: u64, no_new_links: bool) -> Result<Case, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let base = tmp.path().join("base");
     GenSpec::new(seed)
@@ -658,11 +663,14 @@ fn property_case(seed: u64) -> Result<Case, String> {
     // Even seeds avoid the split-hardlink cases (so the naive output round-trips too); odd
     // seeds include them, and only the overlay output must round-trip.
     let safe = seed.is_multiple_of(2);
-    let plan = MutationSpec::new(seed)
+    let mut plan = MutationSpec::new(seed)
         .count(6 + (seed % 7) as usize)
         .overlay_safe(safe)
         .plan(m.merged())
         .map_err(|e| format!("plan: {e}"))?;
+    if no_new_links {
+        plan.retain(|m| !matches!(m, Mutation::Hardlink { .. }));
+    }
     if let Err(e) = apply_mutations(m.merged(), &plan) {
         return Ok(Case::Refused(format!("seed {seed} ({label}): {e}")));
     }
@@ -1009,7 +1017,10 @@ fn feature_metacopy_on() {
         .expect("xattr")
         .is_some();
     if !is_meta {
-        treegen::skip!("overlay-option", "metacopy=on: the kernel made a full copy-up");
+        treegen::skip!(
+            "overlay-option",
+            "metacopy=on: the kernel made a full copy-up"
+        );
     }
     let (changes, stats) = done.overlay(plain).expect("overlay");
     let got = done.check(plain);
@@ -1354,10 +1365,13 @@ fn rootless_userxattr_overlay_matches_naive_and_round_trips() {
     treegen::in_user_namespace!();
     let cases = property_cases(200) / Feature::ALL.len();
     let (mut agreed, mut refused) = (0, 0);
-    // Even seeds: no split-hardlink cases, so both differs' outputs must round-trip.
+    // Even seeds: no split-hardlink cases, so both differs' outputs must round-trip. No new
+    // hardlinks: the merged view of a userxattr mount in a user namespace shows a link made
+    // there to a lower file as two inodes (different st_ino, nlink 2 each) while the upperdir
+    // holds one linked pair, so the naive differ on that view cannot agree (seed 22).
     let seeds = (0u64..).filter(|s| Feature::of(*s) == Feature::UserXattr && s % 2 == 0);
     for seed in seeds.take(cases.max(10)) {
-        match property_case(seed) {
+        match property_case_with(seed, true) {
             Ok(Case::Agreed) => agreed += 1,
             Ok(Case::Refused(why)) => {
                 refused += 1;
@@ -1365,7 +1379,9 @@ fn rootless_userxattr_overlay_matches_naive_and_round_trips() {
             }
             // A typed fallback is an answer the property test accepts too.
             Ok(Case::FellBack(reason)) => eprintln!("seed {seed}: fallback: {reason}"),
-            Ok(Case::Skipped) => panic!("seed {seed}: the probe mounted a userxattr overlay, this did not"),
+            Ok(Case::Skipped) => {
+                panic!("seed {seed}: the probe mounted a userxattr overlay, this did not")
+            }
             Err(m) => panic!("MISMATCH {m}"),
         }
     }

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::*;
-use layer_apply::{decompress, Applier, ApplyError, Compression};
+use layer_apply::{decompress, ApplyError, Compression};
 
 fn sample() -> Vec<u8> {
     Tar::new()
@@ -93,6 +93,7 @@ fn decompress_round_trips_each_kind() {
 
 #[test]
 fn applies_plain_gzip_and_zstd() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     let multi_member = [gzip(&data[..1024]), gzip(&data[1024..])].concat();
     for (kind, stream) in [
@@ -112,6 +113,7 @@ fn applies_plain_gzip_and_zstd() {
 
 #[test]
 fn short_reads_are_handled() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     for stream in [data.clone(), gzip(&data), zstd(&data)] {
         for seed in 0..5 {
@@ -136,6 +138,7 @@ fn assert_stream_error(res: Result<layer_apply::ApplyStats, ApplyError>, what: &
 
 #[test]
 fn truncated_plain_tar_at_every_offset() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     // The first zero block of the trailer is the end-of-archive marker: from there on the
     // stream is complete. Anything shorter is truncated and must be a stream error.
@@ -155,6 +158,7 @@ fn truncated_plain_tar_at_every_offset() {
 
 #[test]
 fn truncated_compressed_streams() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     for (kind, stream) in [("gzip", gzip(&data)), ("zstd", zstd(&data))] {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -216,6 +220,7 @@ fn bad_checksum_is_a_stream_error() {
 
 #[test]
 fn corrupt_gzip_crc_is_a_stream_error() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let mut stream = gzip(&sample());
     let n = stream.len();
     stream[n - 6] ^= 0xff; // CRC32 in the gzip trailer

@@ -48,6 +48,7 @@ fn user_xattr_round_trip_with_wide_policy() {
 
 #[test]
 fn compat_policy_applies_only_capabilities() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let f = Fixture::new();
     let stats = f.apply_ok(
         &Tar::new()
@@ -91,6 +92,7 @@ fn wide_policy_leaves_out_user_overlay_namespace() {
 
 #[test]
 fn directory_over_directory_ends_with_exactly_the_entry_xattrs() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fixture::new();
     mkdir(&f.path("d"));
     xattr::set(f.path("d"), "user.stale", b"old").unwrap_or_else(|e| panic!("{e}"));

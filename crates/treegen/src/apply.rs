@@ -232,7 +232,16 @@ impl State<'_> {
             }
         }
         for (k, v) in &want {
-            match sys::set_xattr(dir, name, k, v) {
+            let mut res = sys::set_xattr(dir, name, k, v);
+            // Not root: user.* needs write permission; lend it (directories get their final
+            // mode at the end anyway).
+            if meta.file_type() != FileType::Symlink && sys::errno_of(&res) == Some(Errno::ACCESS) {
+                let mode = meta.permissions();
+                sys::chmod(dir, name, mode | 0o200).map_err(|e| root.err("fchmodat", path, e))?;
+                res = sys::set_xattr(dir, name, k, v);
+                sys::chmod(dir, name, mode).map_err(|e| root.err("fchmodat", path, e))?;
+            }
+            match res {
                 Ok(()) => {}
                 Err(e) if matches!(sys::errno(&e), Some(Errno::NOTSUP | Errno::PERM)) => {
                     self.report.skipped.push((

@@ -254,6 +254,12 @@ fn apply_with_lent_permission(
     };
     set_parent(parent_mode | 0o700)?;
     let mut res = apply_one(root, m, report);
+    if let (Mutation::RemoveAll { .. }, Err(e)) = (m, &res) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // Read-only directories inside: remove as root would, lending each one rwx.
+            res = crate::remove::remove_forcing(dir_fd, name).map_err(|e| root.err("remove", p, e));
+        }
+    }
     if matches!(&res, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied) {
         if let Ok(Some(meta)) = sys::lstat(dir_fd, name) {
             let add = match meta.file_type() {

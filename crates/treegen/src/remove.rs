@@ -48,7 +48,8 @@ pub fn remove_tree(path: &Path) -> Result<(), TreegenError> {
     remove_forcing(dir.fd(), name.as_bytes()).map_err(|e| TreegenError::io("remove", path, e))
 }
 
-fn remove_forcing(dir: rustix::fd::BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+/// `rm -rf dir/name`, each directory given mode 0700 before its entries are removed.
+pub(crate) fn remove_forcing(dir: rustix::fd::BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}

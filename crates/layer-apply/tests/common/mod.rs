@@ -82,7 +82,8 @@ impl Fixture {
     /// Empties the root by replacing it with a fresh directory (for loops that reuse one
     /// fixture).
     pub fn reset_root(&self) {
-        if let Err(e) = fs::remove_dir_all(&self.root) {
+        // Read-only directories an applied layer made bind an unprivileged owner.
+        if let Err(e) = treegen::remove_tree(&self.root) {
             panic!("remove root: {e}");
         }
         mkdir(&self.root);
