@@ -74,14 +74,12 @@ impl Scenario {
                 return None;
             }
         };
-        let mut plan = MutationSpec::new(seed)
+        let plan = MutationSpec::new(seed)
             .count(60)
             .overlay_safe(true)
+            .hardlinks(!no_new_links)
             .plan(mnt.merged())
             .expect("plan mutations");
-        if no_new_links {
-            plan.retain(|m| !matches!(m, treegen::Mutation::Hardlink { .. }));
-        }
         apply_mutations(mnt.merged(), &plan).expect("mutate through the overlay");
         let expected = TreeSnapshot::capture(mnt.merged()).expect("snapshot merged view");
         let expected_bare =

@@ -68,7 +68,10 @@ pub fn apply_changes(
         st.report.applied += 1;
     }
     for (path, mode) in lent.iter().rev() {
-        let (dir, name) = root.parent(path)?;
+        // Gone, or an ancestor replaced by a non-directory: nothing to give back.
+        let Ok((dir, name)) = root.parent(path) else {
+            continue;
+        };
         match sys::lstat(dir.as_fd(), name).map_err(|e| root.err("statx", path, e))? {
             Some(m) if m.is_dir() => {
                 sys::chmod(dir.as_fd(), name, *mode).map_err(|e| root.err("fchmodat", path, e))?

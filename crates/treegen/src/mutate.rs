@@ -253,6 +253,20 @@ fn apply_with_lent_permission(
             .map_err(|e| root.err("fchmod", pp, e))
     };
     set_parent(parent_mode | 0o700)?;
+    // A rename also writes the destination's parent.
+    let dest = match m {
+        Mutation::Rename { to, .. } => {
+            let (dd, _) = root.parent(to.as_bytes())?;
+            let mode = rustix::fs::fstat(&dd)
+                .map_err(|e| root.err("fstat", to.as_bytes(), e))?
+                .st_mode
+                & 0o7777;
+            rustix::fs::fchmod(&dd, Mode::from_raw_mode(mode | 0o700))
+                .map_err(|e| root.err("fchmod", to.as_bytes(), e))?;
+            Some((dd, mode))
+        }
+        _ => None,
+    };
     let mut res = apply_one(root, m, report);
     if let (Mutation::RemoveAll { .. }, Err(e)) = (m, &res) {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -278,6 +292,9 @@ fn apply_with_lent_permission(
                 }
             }
         }
+    }
+    if let Some((dd, mode)) = dest {
+        rustix::fs::fchmod(&dd, Mode::from_raw_mode(mode)).map_err(|e| root.err("fchmod", p, e))?;
     }
     set_parent(parent_mode)?;
     res
@@ -465,6 +482,7 @@ pub struct MutationSpec {
     count: usize,
     privileged: bool,
     overlay_safe: bool,
+    hardlinks: bool,
     compat_visible: bool,
     odd_names: bool,
     keep: Vec<Vec<u8>>,
@@ -480,6 +498,7 @@ impl MutationSpec {
             count: 20,
             privileged: crate::Privilege::Chown.available() && crate::Privilege::Mknod.available(),
             overlay_safe: false,
+            hardlinks: true,
             compat_visible: true,
             odd_names: true,
             keep: Vec::new(),
@@ -507,6 +526,15 @@ impl MutationSpec {
     /// differ's known gap).
     pub fn overlay_safe(mut self, on: bool) -> Self {
         self.overlay_safe = on;
+        self
+    }
+
+    /// Whether to make new hardlinks (`ln existing new`; default on). Off for a `userxattr`
+    /// overlay in a user namespace: there the merged view shows a link made to a lower file
+    /// as two inodes (the lower's and the upper's `st_ino`) while the upperdir holds one
+    /// linked pair, so no comparison with the merged view can agree on it.
+    pub fn hardlinks(mut self, on: bool) -> Self {
+        self.hardlinks = on;
         self
     }
 
@@ -1082,6 +1110,9 @@ impl Picker<'_> {
             }
             // ln existing new
             68..=71 => {
+                if !self.spec.hardlinks {
+                    return false;
+                }
                 let Some(existing) =
                     self.pick(|_, e| e.ft == FileType::Regular && !(overlay && e.lower_shared))
                 else {

@@ -129,6 +129,14 @@ pub(crate) fn probe() -> Result<(), String> {
              (user.max_user_namespaces, an LSM or seccomp policy, or a kernel before 5.11)"
         )
     })?;
+    // The kernel made work/work with mode 000 and the caller cannot enter it: remove what
+    // the probe made as its owner.
+    if let Err(e) = crate::remove_tree(dir.path()) {
+        return Err(format!(
+            "cannot remove the probe's {}: {e}",
+            dir.path().display()
+        ));
+    }
     if status.success() {
         Ok(())
     } else {
