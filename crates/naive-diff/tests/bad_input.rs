@@ -58,8 +58,8 @@ fn unreadable_directory_reports_eacces_with_its_path() {
             if let Err(e) = rustix::thread::set_thread_res_uid(nobody, nobody, nobody) {
                 return Err(format!("cannot drop privileges: {e}"));
             }
-        } else if let Err(reason) = treegen::Privilege::PermissionChecks.check() {
-            return Err(reason);
+        } else {
+            treegen::Privilege::PermissionChecks.check()?;
         }
         let base = DirTree::open(&base).map_err(|e| e.to_string())?;
         let new = DirTree::open(&new).map_err(|e| e.to_string())?;
