@@ -192,7 +192,7 @@ fn overlay_case(gen: GenSpec, seed: u64, walks: Walks) -> Option<usize> {
     let mnt = match OverlayMount::try_new(&[&base], &MountOptions::default()) {
         Ok(m) => m,
         Err(skip) => {
-            skip.report();
+            skip.report_for(&label);
             return None;
         }
     };

@@ -960,7 +960,11 @@ fn reader_splits_streams_as_go_archive_tar() {
     let bin = match build_go_view(tmp.path()) {
         Ok(bin) => bin,
         Err(why) => {
-            println!("SKIP: reader_splits_streams_as_go_archive_tar: {why}");
+            treegen::privilege::report_skip_named(
+                "reader_splits_streams_as_go_archive_tar",
+                "go",
+                &why.to_string(),
+            );
             return;
         }
     };

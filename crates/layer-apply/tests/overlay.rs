@@ -9,11 +9,12 @@ use common::*;
 use layer_apply::{Applier, OverlayWhiteouts, XattrPolicy};
 
 fn upper(f: &Fixture, form: OverlayWhiteouts) -> Applier {
-    Applier::new(&f.root).overlay_whiteouts(form)
+    applier(&f.root).overlay_whiteouts(form)
 }
 
 #[test]
 fn whiteouts_become_0_0_devices_owned_by_the_header() {
+    treegen::require!(treegen::Privilege::Chown);
     let f = Fixture::new();
     let stats = f
         .apply_with(
@@ -40,6 +41,7 @@ fn whiteouts_become_0_0_devices_owned_by_the_header() {
 
 #[test]
 fn opaque_marker_sets_trusted_xattr_and_removes_nothing() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fixture::new();
     mkdir(&f.path("d"));
     write(&f.path("d/existing"), b"kept");
@@ -112,6 +114,7 @@ fn invalid_whiteouts_are_still_errors() {
 
 #[test]
 fn overlay_whiteout_parent_symlink_stays_inside() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fixture::new();
     let canary = f.outside("canary").to_string_lossy().into_owned();
     f.apply_with(

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::*;
-use layer_apply::{decompress, Applier, ApplyError, Compression};
+use layer_apply::{decompress, ApplyError, Compression};
 
 fn sample() -> Vec<u8> {
     Tar::new()
@@ -93,6 +93,7 @@ fn decompress_round_trips_each_kind() {
 
 #[test]
 fn applies_plain_gzip_and_zstd() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     let multi_member = [gzip(&data[..1024]), gzip(&data[1024..])].concat();
     for (kind, stream) in [
@@ -103,7 +104,7 @@ fn applies_plain_gzip_and_zstd() {
     ] {
         let f = Fixture::new();
         let stats = f
-            .apply_with(Applier::new(&f.root), &stream)
+            .apply_with(applier(&f.root), &stream)
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(stats.regular, 2, "{kind}");
         check_sample(&f);
@@ -112,11 +113,12 @@ fn applies_plain_gzip_and_zstd() {
 
 #[test]
 fn short_reads_are_handled() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     for stream in [data.clone(), gzip(&data), zstd(&data)] {
         for seed in 0..5 {
             let f = Fixture::new();
-            Applier::new(&f.root)
+            applier(&f.root)
                 .apply(ShortReads {
                     data: &stream,
                     state: seed,
@@ -136,6 +138,7 @@ fn assert_stream_error(res: Result<layer_apply::ApplyStats, ApplyError>, what: &
 
 #[test]
 fn truncated_plain_tar_at_every_offset() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     // The trailer's first zero block followed by the end of the stream or by the second one
     // ends the archive (as in Go); a stream cut anywhere else, inside the second zero block
@@ -145,7 +148,7 @@ fn truncated_plain_tar_at_every_offset() {
     // leftovers from earlier cuts are simply replaced. The fuzz test covers containment.
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     for cut in 0..data.len() {
-        let res = Applier::new(root.path()).apply(&data[..cut]);
+        let res = applier(root.path()).apply(&data[..cut]);
         if cut == complete_from {
             res.unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         } else {
@@ -156,11 +159,12 @@ fn truncated_plain_tar_at_every_offset() {
 
 #[test]
 fn truncated_compressed_streams() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let data = sample();
     for (kind, stream) in [("gzip", gzip(&data)), ("zstd", zstd(&data))] {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         for cut in 0..stream.len() {
-            let res = Applier::new(root.path()).apply(&stream[..cut]);
+            let res = applier(root.path()).apply(&stream[..cut]);
             assert!(
                 matches!(res, Err(ApplyError::Stream { .. })),
                 "{kind} cut at {cut}/{}: {res:?}",
@@ -202,7 +206,7 @@ fn missing_end_marker_is_an_error_unless_relaxed() {
     assert_eq!(err.applied(), 1);
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     let f = Fixture::new();
-    f.apply_with(Applier::new(&f.root).require_end_marker(false), &data)
+    f.apply_with(applier(&f.root).require_end_marker(false), &data)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(f.read("a"), b"a");
 }
@@ -217,6 +221,7 @@ fn bad_checksum_is_a_stream_error() {
 
 #[test]
 fn corrupt_gzip_crc_is_a_stream_error() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let mut stream = gzip(&sample());
     let n = stream.len();
     stream[n - 6] ^= 0xff; // CRC32 in the gzip trailer
@@ -367,11 +372,11 @@ fn fuzz_random_mutations_stay_contained() {
         let mut rng = Rng(i);
         let data = mutate(&mut rng, &seed);
         let applier = match i % 3 {
-            0 => Applier::new(&f.root),
-            1 => Applier::new(&f.root)
+            0 => applier(&f.root),
+            1 => applier(&f.root)
                 .xattr_policy(layer_apply::XattrPolicy::Wide)
                 .overlay_whiteouts(layer_apply::OverlayWhiteouts::trusted()),
-            _ => Applier::new(&f.root).require_end_marker(false),
+            _ => applier(&f.root).require_end_marker(false),
         };
         let res = applier.apply(&data[..]);
         assert_eq!(

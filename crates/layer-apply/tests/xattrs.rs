@@ -22,7 +22,7 @@ fn list(f: &Fixture, rel: &str) -> Vec<String> {
 }
 
 fn wide(f: &Fixture) -> Applier {
-    Applier::new(&f.root).xattr_policy(XattrPolicy::Wide)
+    applier(&f.root).xattr_policy(XattrPolicy::Wide)
 }
 
 /// A `security.capability` v2 blob granting cap_net_raw (effective + permitted).
@@ -51,6 +51,7 @@ fn user_xattr_round_trip_with_wide_policy() {
 
 #[test]
 fn compat_policy_applies_only_capabilities() {
+    treegen::require!(treegen::Privilege::FileCapability);
     let f = Fixture::new();
     let stats = f.apply_ok(
         &Tar::new()
@@ -94,6 +95,7 @@ fn wide_policy_leaves_out_user_overlay_namespace() {
 
 #[test]
 fn directory_over_directory_ends_with_exactly_the_entry_xattrs() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fixture::new();
     mkdir(&f.path("d"));
     xattr::set(f.path("d"), "user.stale", b"old").unwrap_or_else(|e| panic!("{e}"));

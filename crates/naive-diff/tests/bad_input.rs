@@ -40,12 +40,26 @@ fn unreadable_directory_reports_eacces_with_its_path() {
     p.fork();
     write(p.new_tree().join("locked/secret"), b"t", 0o600);
     let (base, new) = (p.base(), p.new_tree());
-    // Drop to an unprivileged uid on a thread of our own (the kernel's setresuid is per thread):
-    // as root, CAP_DAC_OVERRIDE would read anything.
+    // Mode 000 locks out the owner too, where mode bits bind (not root); given back below so
+    // the temporary directory can be removed.
+    use std::os::unix::fs::PermissionsExt;
+    let set_mode = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    set_mode(&base.join("locked"), 0o000);
+    set_mode(&new.join("locked"), 0o000);
+    let (locked_base, locked_new) = (base.join("locked"), new.join("locked"));
+    // As root, drop to an unprivileged uid on a thread of our own (the kernel's setresuid is
+    // per thread): CAP_DAC_OVERRIDE would read anything. Any other user is bound already.
+    let as_root = rustix::process::geteuid().is_root();
     let outcome = std::thread::spawn(move || {
         let nobody = rustix::process::Uid::from_raw(65534);
-        if let Err(e) = rustix::thread::set_thread_res_uid(nobody, nobody, nobody) {
-            return Err(format!("cannot drop privileges: {e}"));
+        if as_root {
+            if let Err(e) = rustix::thread::set_thread_res_uid(nobody, nobody, nobody) {
+                return Err(format!("cannot drop privileges: {e}"));
+            }
+        } else {
+            treegen::Privilege::PermissionChecks.check()?;
         }
         let base = DirTree::open(&base).map_err(|e| e.to_string())?;
         let new = DirTree::open(&new).map_err(|e| e.to_string())?;
@@ -54,8 +68,14 @@ fn unreadable_directory_reports_eacces_with_its_path() {
     })
     .join()
     .expect("thread");
+    set_mode(&locked_base, 0o700);
+    set_mode(&locked_new, 0o700);
     match outcome {
-        Err(reason) => eprintln!("SKIP unreadable_directory: {reason}"),
+        Err(reason) => treegen::privilege::report_skip(
+            "unreadable_directory",
+            treegen::Privilege::PermissionChecks,
+            &reason,
+        ),
         Ok(result) => {
             let err = result.expect_err("an unreadable directory must fail the diff");
             let NaiveError::Fs(fs) = &err else {

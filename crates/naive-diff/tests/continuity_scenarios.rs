@@ -245,7 +245,11 @@ fn capability_xattr_is_compared_and_others_are_not() {
     cap[0..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
     cap[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
     if let Err(e) = xattr_set(&n.join("ping"), "security.capability", &cap) {
-        eprintln!("SKIP capability part: setxattr security.capability: {e}");
+        treegen::privilege::report_skip(
+            "capability_xattr_is_compared_and_others_are_not (capability part)",
+            treegen::Privilege::FileCapability,
+            &format!("setxattr security.capability: {e}"),
+        );
     } else {
         xattr_set(&n.join("tagged"), "user.note", b"hello").expect("user xattr");
         let lines = p.diff();
@@ -327,7 +331,11 @@ fn capability_then_content_decide_whole_second_mtimes() {
         "cap-removed",
     ] {
         if let Err(e) = xattr_set(&b.join(name), "security.capability", &cap(12)) {
-            eprintln!("SKIP: setxattr security.capability: {e}");
+            treegen::privilege::report_skip(
+                &treegen::current_test!(),
+                treegen::Privilege::FileCapability,
+                &format!("setxattr security.capability: {e}"),
+            );
             return;
         }
     }

@@ -1,5 +1,11 @@
 //! `ovdiff demo`: a generated base, a change made through a real overlay mount (or a synthetic
 //! upperdir where mounting is not permitted), both differs, and a verified layer.
+//!
+//! Unprivileged, the demo runs itself again inside a user namespace of its own where the
+//! kernel allows one to mount a `userxattr` overlay (as rootless BuildKit and podman do),
+//! and makes the synthetic upperdir otherwise. Owners this process cannot give are left out
+//! of the generated tree. Whatever happens, everything it made is removed (unless `--keep`),
+//! read-only directories included.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -14,7 +20,7 @@ use ovdiff::apply::{Applier, OverlayWhiteouts};
 use ovdiff::{Base, Diff, DiffReport, Differ, WhiteoutFormat, XattrPolicy};
 use treegen::{
     apply_mutations, diff_snapshots, snapshot_copy, GenSpec, MountOptions, MutationSpec,
-    OverlayMount, TreeSnapshot,
+    OverlayMount, Privilege, TreeSnapshot,
 };
 
 use crate::args::DemoArgs;
@@ -40,9 +46,33 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// Set in the demo re-run inside a user namespace.
+const IN_USERNS_ENV: &str = "OVDIFF_DEMO_IN_USERNS";
+
+/// The demo's temporary directory, removed on every way out (errors and panics included),
+/// after the overlay mount that lives inside it: declared first, it is dropped last.
+struct Workdir {
+    root: PathBuf,
+    remove: bool,
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        if self.remove {
+            if let Err(e) = treegen::remove_tree(&self.root) {
+                eprintln!("ovdiff demo: could not remove {}: {e}", self.root.display());
+            }
+        }
+    }
+}
+
 pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
+    if let Some(code) = rerun_in_user_namespace(&a)? {
+        return Ok(code);
+    }
+    let in_userns = std::env::var_os(IN_USERNS_ENV).is_some();
     let started = Instant::now();
-    let (_tmp, root) = match &a.keep {
+    let (_workdir, root) = match &a.keep {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Failure::Run(format!("creating {}: {e}", dir.display())))?;
@@ -63,8 +93,12 @@ pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
                 .prefix("ovdiff-demo-")
                 .tempdir()
                 .map_err(|e| Failure::Run(format!("creating a temporary directory: {e}")))?;
-            let p = t.path().to_path_buf();
-            (Some(t), p)
+            let p = t.keep();
+            let w = Workdir {
+                root: p.clone(),
+                remove: true,
+            };
+            (Some(w), p)
         }
     };
     let base = root.join("base");
@@ -73,10 +107,12 @@ pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
 
     // 1. The base: a distro-like generated tree.
     let t = Instant::now();
-    // Without root, treegen cannot set user xattrs on the read-only files it makes.
+    // Without root (in a user namespace: its root), treegen cannot set user xattrs on the
+    // read-only files it makes. Owners other than ours only where any owner can be given.
     let g = GenSpec::new(a.seed)
         .files(a.files)
         .xattrs(rustix::process::geteuid().is_root())
+        .owners(Privilege::Chown.available())
         .generate(&base)
         .map_err(fail("generating the base"))?;
     println!(
@@ -94,24 +130,39 @@ pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
     let t = Instant::now();
     std::fs::create_dir(&upper)
         .map_err(|e| Failure::Run(format!("creating {}: {e}", upper.display())))?;
+    // In a user namespace the private xattrs can only be user.overlay.*, and the kernel
+    // refuses an explicit redirect_dir=off with userxattr (its default is off there).
+    let options = if in_userns {
+        MountOptions::kernel_defaults().userxattr(true)
+    } else {
+        MountOptions::default()
+    };
     let mount = if a.no_mount {
         Err("--no-mount".to_string())
     } else {
-        OverlayMount::try_with_upper(&[&base], &upper, &MountOptions::default())
-            .map_err(|s| s.reason().to_string())
+        OverlayMount::try_with_upper(&[&base], &upper, &options).map_err(|s| s.reason().to_string())
     };
     let made = match mount {
         Ok(mnt) => {
+            // In a user namespace the merged view of a userxattr mount shows a link made there
+            // to a lower file as two inodes while the upperdir (and the layer) hold one linked
+            // pair: the merged view could not verify such a layer, so no new links there.
             let plan = MutationSpec::new(a.seed)
                 .count(a.mutations)
                 .overlay_safe(true)
+                .hardlinks(!in_userns)
                 .plan(mnt.merged())
                 .map_err(fail("planning mutations"))?;
             apply_mutations(mnt.merged(), &plan).map_err(fail("mutating the merged view"))?;
             println!(
-                "  change   {} mutations through a kernel overlay mount ({}) ({})",
+                "  change   {} mutations through a kernel overlay mount ({}){} ({})",
                 plan.len(),
                 mount_flags(mnt.options()),
+                if in_userns {
+                    " in an unprivileged user namespace"
+                } else {
+                    ""
+                },
                 secs(t.elapsed())
             );
             Made::Kernel(mnt)
@@ -153,10 +204,12 @@ pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
     );
 
     // 3. Both differs: once walking only (changes into a counter), once writing a layer.
+    let userxattr = in_userns && matches!(made, Made::Kernel(_));
     let overlay_diff = || {
         Diff::upper(&upper, Base::Dir(base.clone()))
             .differ(Differ::Overlay)
             .whiteouts(format)
+            .userxattr(userxattr)
     };
     let naive_diff = || Diff::trees(&base, new_tree).differ(Differ::Naive);
     let overlay_walk = walk(overlay_diff())?;
@@ -218,7 +271,7 @@ pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Run(format!("opening {}: {e}", layer.display())))?;
     Applier::new(&applied)
         .xattr_policy(ovdiff::apply::XattrPolicy::Wide)
-        .preserve_owner(rustix::process::geteuid().is_root())
+        .preserve_owner(Privilege::Chown.available())
         .apply(BufReader::new(file))
         .map_err(|e| Failure::Run(format!("applying {}: {e}", layer.display())))?;
     let got = TreeSnapshot::capture(&applied).map_err(fail("snapshotting the applied tree"))?;
@@ -261,6 +314,35 @@ pub(crate) fn run(a: DemoArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Where this process cannot mount an overlay but may make a user namespace that can, runs
+/// the same `ovdiff demo` command in one and returns its exit code; `None`: go on here.
+fn rerun_in_user_namespace(a: &DemoArgs) -> Result<Option<ExitCode>, Failure> {
+    if a.no_mount
+        || std::env::var_os(IN_USERNS_ENV).is_some()
+        || Privilege::MountOverlay.available()
+        || !Privilege::UserNamespaceOverlay.available()
+    {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::Run(format!("finding this executable to re-run it: {e}")))?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(IN_USERNS_ENV, "1");
+    treegen::userns::enter_on_spawn(&mut cmd);
+    let status = cmd.status().map_err(|e| {
+        Failure::Run(format!(
+            "running {} in a user namespace: {e}",
+            exe.display()
+        ))
+    })?;
+    Ok(Some(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::from(1),
+    }))
 }
 
 /// Compares the merged view with the applied tree: every difference as a line, and how many

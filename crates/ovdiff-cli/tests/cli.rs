@@ -5,8 +5,9 @@
 //! view. Also: compressed outputs against `gzip`/`zstd`/`sha256sum`, descriptor JSON, the
 //! `index=on` fallback, exit codes, and the refusal to write a layer to a terminal.
 //!
-//! Kernel-backed tests print `SKIP: <reason>` and return when mounting is impossible; tests
-//! that need a tool (umoci, GNU tar, script) print `SKIP:` when it is missing.
+//! Kernel-backed tests print `SKIP: <test>: <reason>` and return when mounting is impossible;
+//! tests that need a tool (umoci, GNU tar, script) print `SKIP:` when it is missing. Every skip
+//! is recorded in the skip log (`treegen::privilege`).
 
 mod common;
 
@@ -50,6 +51,17 @@ struct Scenario {
 impl Scenario {
     /// `None` (after printing `SKIP:`) when this machine cannot mount an overlay.
     fn new(label: &str, seed: u64, gen: GenSpec, opts: &MountOptions) -> Option<Scenario> {
+        Scenario::new_with(label, seed, gen, opts, false)
+    }
+
+    /// [`Scenario::new`], optionally without `Hardlink` steps.
+    fn new_with(
+        label: &str,
+        seed: u64,
+        gen: GenSpec,
+        opts: &MountOptions,
+        no_new_links: bool,
+    ) -> Option<Scenario> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let base = tmp.path().join("base");
         gen.generate(&base).expect("generate base");
@@ -58,13 +70,14 @@ impl Scenario {
         let mut mnt = match OverlayMount::try_with_upper(&[&base], &upper, opts) {
             Ok(m) => m,
             Err(skip) => {
-                eprintln!("SKIP: {label}: {}", skip.reason());
+                skip.report_for(label);
                 return None;
             }
         };
         let plan = MutationSpec::new(seed)
             .count(60)
             .overlay_safe(true)
+            .hardlinks(!no_new_links)
             .plan(mnt.merged())
             .expect("plan mutations");
         apply_mutations(mnt.merged(), &plan).expect("mutate through the overlay");
@@ -345,7 +358,7 @@ fn layer_in_overlay_form_mounts_to_the_merged_view() {
     let mnt = match OverlayMount::try_with_upper(&[&s.base], &fresh, &MountOptions::default()) {
         Ok(m) => m,
         Err(skip) => {
-            eprintln!("SKIP: overlay form: {}", skip.reason());
+            skip.report_for("overlay form");
             return;
         }
     };
@@ -358,8 +371,7 @@ fn layer_in_overlay_form_mounts_to_the_merged_view() {
 #[test]
 fn compressed_outputs_decompress_to_the_tar_and_digests_match() {
     if !tool("gzip") || !tool("zstd") {
-        eprintln!("SKIP: compressed outputs: gzip or zstd is not installed");
-        return;
+        treegen::skip!("tool", "gzip or zstd is not installed");
     }
     let Some(s) = Scenario::new("compression", 13, small_base(13), &MountOptions::default()) else {
         return;
@@ -487,8 +499,7 @@ fn auto_falls_back_with_a_reason_for_index_on() {
 #[test]
 fn oci_image_with_our_layer_unpacks_with_umoci_to_the_merged_view() {
     if !tool("umoci") {
-        eprintln!("SKIP: umoci interop: umoci is not installed (apt-get install umoci)");
-        return;
+        treegen::skip!("tool", "umoci is not installed (apt-get install umoci)");
     }
     // No specials: sockets cannot be in a layer, and the base layer carries the whole base.
     let gen = small_base(15).specials(false);
@@ -926,8 +937,7 @@ fn apply_skips_unsettable_xattrs_with_a_warning_only_when_asked() {
 #[test]
 fn refuses_to_write_a_layer_to_a_terminal() {
     if !tool("script") {
-        eprintln!("SKIP: terminal refusal: util-linux script(1) is not installed");
-        return;
+        treegen::skip!("tool", "util-linux script(1) is not installed");
     }
     let (_tmp, base, new) = two_trees();
     // script(1) gives the command a pseudo-terminal as stdout; -e returns its exit code.
@@ -967,4 +977,107 @@ fn diff_to_stdout_is_the_same_layer_as_diff_to_a_file() {
         .map(|e| String::from_utf8_lossy(&e.expect("entry").path_bytes()).into_owned())
         .collect();
     assert_eq!(names, ["caf\u{fffd}", "etc/", "etc/hosts", ".wh.gone"]);
+}
+
+/// Rootless BuildKit and podman: a `userxattr` overlay mounted inside an unprivileged user
+/// namespace (the caller's ids mapped to 0). `diff` with `--upper --userxattr`, with the
+/// mount's own `--mount-options …,userxattr`, with `--lower`, and `--tree` over the merged
+/// view all give a layer that `ovdiff apply` turns the base into the merged view with, and
+/// `changes` and `size` agree with them.
+#[test]
+fn rootless_userxattr_overlay_round_trips_through_every_cli_form() {
+    treegen::in_user_namespace!();
+    // The kernel refuses userxattr with an explicit redirect_dir=off; its default is off here.
+    let opts = MountOptions::kernel_defaults().userxattr(true);
+    // No new hardlinks: the merged view of a userxattr mount in a user namespace shows a link
+    // made there to a lower file as two inodes (different st_ino, nlink 2 each), while the
+    // upperdir and the layer hold one linked pair; the merged-view oracle cannot compare that.
+    let Some(s) = Scenario::new_with("rootless", 17, small_base(17), &opts, true) else {
+        panic!("the probe mounted a userxattr overlay in a user namespace, this did not");
+    };
+    assert!(s.options.contains("userxattr"), "{}", s.options);
+    let merged = s.path("merged-copy");
+    {
+        // A plain copy of the merged view for --tree: the scenario has unmounted it.
+        let m = OverlayMount::try_with_upper(&[&s.base], &s.upper, &opts).expect("remount");
+        snapshot_copy(m.merged(), &merged).expect("copy merged view");
+    }
+    let forms: [(&str, Vec<&str>); 4] = [
+        (
+            "--upper --base --userxattr",
+            vec!["--upper", p(&s.upper), "--base", p(&s.base), "--userxattr"],
+        ),
+        ("--mount-options", vec!["--mount-options", &s.options]),
+        (
+            "--upper --lower --userxattr",
+            vec!["--upper", p(&s.upper), "--lower", p(&s.base), "--userxattr"],
+        ),
+        (
+            "--base --tree",
+            vec!["--base", p(&s.base), "--tree", p(&merged)],
+        ),
+    ];
+    let mut changes = Vec::new();
+    for (i, (form, sel)) in forms.iter().enumerate() {
+        let layer = s.path(&format!("layer-{i}.tar"));
+        let mut args = vec!["diff"];
+        args.extend(sel.iter().copied());
+        args.extend(["--xattrs", "all", "-o", p(&layer)]);
+        assert_ok(&ovdiff(args));
+        let applied = s.base_copy(&format!("applied-{i}"));
+        assert_ok(&ovdiff([
+            "apply",
+            "-i",
+            p(&layer),
+            p(&applied),
+            "--xattrs",
+            "all",
+        ]));
+        s.assert_reproduced(&applied, form);
+
+        let mut args = vec!["changes"];
+        args.extend(sel.iter().copied());
+        let c = ovdiff(args);
+        assert_ok(&c);
+        changes.push(String::from_utf8_lossy(&c.stdout).into_owned());
+        let mut args = vec!["size"];
+        args.extend(sel.iter().copied());
+        assert_ok(&ovdiff(args));
+    }
+    assert!(!changes[0].is_empty());
+    for (c, (form, _)) in changes.iter().zip(&forms) {
+        assert_eq!(c, &changes[0], "changes {form}");
+    }
+}
+
+/// `ovdiff demo` works for any user — a kernel mount as root, a `userxattr` mount in a user
+/// namespace of its own where the kernel allows one, else the synthetic upperdir — and removes
+/// everything it made, read-only directories included: the temporary directory it ran in is
+/// left empty.
+#[test]
+fn demo_verifies_and_leaves_nothing_behind() {
+    for extra in [&[][..], &["--no-mount"][..]] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["demo", "--files", "400", "--mutations", "60", "--seed", "5"];
+        args.extend(extra);
+        let o = Command::new(BIN)
+            .args(&args)
+            .env("TMPDIR", tmp.path())
+            .output()
+            .expect("run ovdiff demo");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}\n{out}\n{}",
+            o.status,
+            stderr(&o)
+        );
+        assert!(out.contains("verify   OK"), "{args:?}:\n{out}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("read TMPDIR")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?} left {left:?} behind");
+        eprintln!("{args:?}:\n{out}");
+    }
 }

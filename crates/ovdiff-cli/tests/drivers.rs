@@ -827,6 +827,7 @@ fn match_dir_modes(root: &Path, like: &Path) {
 
 #[test]
 fn apply_into_overlay2_layer_matches_the_kernel_merged_view() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let d = Overlay2::new();
     let lower = d.layer("lower", "LLLL", None);
     lower_content(&lower);

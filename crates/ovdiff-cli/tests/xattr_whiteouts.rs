@@ -26,6 +26,7 @@ fn hide(l: &Layers, i: usize, dir: &str, name: &str) {
 
 #[test]
 fn xattr_whiteouts_hide_lower_names_in_list_and_lookup() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(3);
     l.layer(0).file("b", b"top-b").file("d/new", b"n");
     l.layer(1)
@@ -68,6 +69,7 @@ fn xattr_whiteouts_hide_lower_names_in_list_and_lookup() {
 
 #[test]
 fn a_directory_under_its_own_whiteout_does_not_merge() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0).file("d/new", b"n");
     l.layer(1).file("d/old", b"o").file("f/below", b"b");
@@ -82,6 +84,7 @@ fn a_directory_under_its_own_whiteout_does_not_merge() {
 
 #[test]
 fn foreign_namespace_other_values_and_other_encodings_hide_nothing() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0)
         .xattr(".", "user.overlay.whiteout.a", b"y")
@@ -181,6 +184,7 @@ fn change_lines(diff: Diff) -> Vec<String> {
 
 #[test]
 fn facade_diff_over_a_gvisor_stack_equals_the_naive_diff_of_hand_built_trees() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let s = scenario();
     let lowers = Base::Lowers(s.l.paths());
     let expected = change_lines(Diff::trees(&s.base, &s.merged));
@@ -208,6 +212,7 @@ fn facade_diff_over_a_gvisor_stack_equals_the_naive_diff_of_hand_built_trees() {
 
 #[test]
 fn whiteout_xattrs_never_reach_the_tar() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let s = scenario();
     // Also a foreign-namespace attribute of the same shape, which is ordinary content for a
     // trusted mount, but private overlay content for any reader: never written either.
@@ -243,6 +248,7 @@ fn whiteout_xattrs_never_reach_the_tar() {
 
 #[test]
 fn cli_whiteouts_xattr() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let s = scenario();
     let lowers =
         s.l.paths()

@@ -72,11 +72,7 @@ fn a_stated_namespace_the_upperdir_contradicts_is_refused() {
 
 #[test]
 fn a_copied_up_foreign_marker_beside_a_trusted_one_is_user_data() {
-    use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
-        eprintln!("SKIP: a_copied_up_foreign_marker_beside_a_trusted_one_is_user_data: needs root (trusted.* xattrs)");
-        return;
-    }
+    treegen::require!(treegen::Privilege::TrustedXattr);
     // A privileged mount copied up a directory whose lower carried user.overlay.opaque (an
     // image layer made by a rootless build): the trusted origin marker says which is private.
     let l = Layers::new(1);

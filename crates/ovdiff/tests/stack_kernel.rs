@@ -4,7 +4,8 @@
 //! and compared with [`LayerStack`] entry by entry: names, types, modes, owners, sizes,
 //! mtimes, contents, link targets, xattrs, and which lookups fail.
 //!
-//! Needs root and kernel overlayfs; prints `SKIP: reason` and passes otherwise.
+//! Needs root and kernel overlayfs; prints `SKIP: <test>: <reason>` (recorded in the skip log)
+//! and passes otherwise.
 
 use std::path::PathBuf;
 use treegen::layers;
@@ -284,8 +285,7 @@ fn compare(seed: u64, variant: Variant) -> Result<(usize, usize), String> {
 #[test]
 fn random_stacks_match_the_kernel_merged_view() {
     if let Some(reason) = kernel_overlay_unavailable() {
-        println!("SKIP: {reason}");
-        return;
+        treegen::skip!("mount-overlay", "{reason}");
     }
     let seeds: u64 = std::env::var("OVDIFF_STACK_SEEDS")
         .ok()
@@ -325,8 +325,7 @@ fn random_stacks_match_the_kernel_merged_view() {
 #[test]
 fn data_only_layer_matches_the_kernel() {
     if let Some(reason) = kernel_overlay_unavailable() {
-        println!("SKIP: {reason}");
-        return;
+        treegen::skip!("mount-overlay", "{reason}");
     }
     let layers = Layers::new(2);
     let data: PathBuf = layers.extra("data");
@@ -385,8 +384,7 @@ fn assert_matches_kernel(layers: &Layers, options: &str) -> layers::Snapshot {
 #[test]
 fn renamed_directories_and_metacopy_files_match_the_kernel() {
     if let Some(reason) = kernel_overlay_unavailable() {
-        println!("SKIP: {reason}");
-        return;
+        treegen::skip!("mount-overlay", "{reason}");
     }
     let layers = Layers::new(3);
     layers

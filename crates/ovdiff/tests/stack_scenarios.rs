@@ -70,6 +70,7 @@ fn whiteout_in_the_bottom_layer_hides_only_itself() {
 
 #[test]
 fn opaque_y_stops_descent_into_lower_layers() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(3);
     l.layer(0).file("d/new", b"n").opaque("d", b"y");
     l.layer(1).file("d/old", b"o");
@@ -80,6 +81,7 @@ fn opaque_y_stops_descent_into_lower_layers() {
 
 #[test]
 fn opaque_in_a_middle_layer_hides_only_the_layers_below_it() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(3);
     l.layer(0).file("d/top", b"t");
     l.layer(1).file("d/mid", b"m").opaque("d", b"y");
@@ -90,6 +92,7 @@ fn opaque_in_a_middle_layer_hides_only_the_layers_below_it() {
 
 #[test]
 fn opaque_x_is_not_opaque() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0).file("d/new", b"n").opaque("d", b"x");
     l.layer(1).file("d/old", b"o");
@@ -99,6 +102,7 @@ fn opaque_x_is_not_opaque() {
 
 #[test]
 fn opaque_value_must_be_exactly_y() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0).file("d/new", b"n").opaque("d", b"yes");
     l.layer(1).file("d/old", b"o");
@@ -108,6 +112,7 @@ fn opaque_value_must_be_exactly_y() {
 
 #[test]
 fn xattr_whiteout_hides_a_lower_entry() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0)
         .opaque("d", b"x")
@@ -129,6 +134,7 @@ fn xattr_whiteout_hides_a_lower_entry() {
 
 #[test]
 fn non_empty_file_or_foreign_namespace_whiteout_xattr_is_an_ordinary_file() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0)
         .file("big", b"data")
@@ -161,6 +167,7 @@ fn directory_over_file_and_file_over_directory() {
 
 #[test]
 fn relative_redirect_merges_the_renamed_directory() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0)
         .whiteout("old")
@@ -181,6 +188,7 @@ fn relative_redirect_merges_the_renamed_directory() {
 
 #[test]
 fn absolute_redirect_moves_the_lookup_to_another_parent() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0)
         .dir("a/b/moved")
@@ -195,6 +203,7 @@ fn absolute_redirect_moves_the_lookup_to_another_parent() {
 
 #[test]
 fn redirects_not_followed_are_an_error_not_a_silent_loss() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0).dir("new").redirect("new", b"old");
     l.layer(1).file("old/kept", b"k");
@@ -205,6 +214,7 @@ fn redirects_not_followed_are_an_error_not_a_silent_loss() {
 
 #[test]
 fn invalid_redirects_are_errors() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     for bad in [&b""[..], b"a/b", b"..", b"/x//y", b"/"] {
         let l = Layers::new(2);
         l.layer(0).dir("new").redirect("new", bad);
@@ -220,6 +230,7 @@ fn invalid_redirects_are_errors() {
 
 #[test]
 fn metacopy_file_has_top_metadata_and_lower_data() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0).metacopy("f", 4, None).chmod("f", 0o600);
     l.layer(1).file_mode("f", b"data", 0o644);
@@ -238,6 +249,7 @@ fn metacopy_file_has_top_metadata_and_lower_data() {
 
 #[test]
 fn metacopy_follows_an_absolute_redirect() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0).metacopy("renamed", 3, Some("/orig"));
     l.layer(1).file("orig", b"abc");
@@ -246,6 +258,7 @@ fn metacopy_follows_an_absolute_redirect() {
 
 #[test]
 fn metacopy_data_in_a_data_only_layer() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(1);
     let data = l.extra("data");
     Layer::at(&data).file("blobs/x", b"payload");
@@ -268,6 +281,7 @@ fn metacopy_data_in_a_data_only_layer() {
 
 #[test]
 fn metacopy_without_data_or_with_metacopy_off_is_an_error() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0)
         .metacopy("lonely", 3, None)
@@ -282,6 +296,7 @@ fn metacopy_without_data_or_with_metacopy_off_is_an_error() {
 
 #[test]
 fn private_xattrs_are_hidden_and_escaped_ones_shown() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::new(2);
     l.layer(0)
         .opaque("d", b"x")
@@ -314,6 +329,7 @@ fn private_xattrs_are_hidden_and_escaped_ones_shown() {
 
 #[test]
 fn user_namespace_reads_only_user_overlay_xattrs() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let l = Layers::with_prefix(2, "user.overlay.");
     l.layer(0)
         .file("d/new", b"n")

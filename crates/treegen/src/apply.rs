@@ -50,6 +50,13 @@ pub fn apply_changes(
     changes: &[Change],
 ) -> Result<ApplyReport, TreegenError> {
     let root = RootDir::open(target.as_ref())?;
+    // Where mode bits bind this process (not root), the target's directories that deny their
+    // owner anything are opened up first and given their modes back at the end, deepest
+    // first, so that the outcome is the one root gets.
+    let mut lent = Vec::new();
+    if crate::Privilege::PermissionChecks.available() {
+        lend_dirs(&root, root.fd(), &mut Vec::new(), &mut lent)?;
+    }
     let mut st = State {
         root: &root,
         report: ApplyReport::default(),
@@ -60,12 +67,55 @@ pub fn apply_changes(
         st.apply(change)?;
         st.report.applied += 1;
     }
+    for (path, mode) in lent.iter().rev() {
+        // Gone, or an ancestor replaced by a non-directory: nothing to give back.
+        let Ok((dir, name)) = root.parent(path) else {
+            continue;
+        };
+        match sys::lstat(dir.as_fd(), name).map_err(|e| root.err("statx", path, e))? {
+            Some(m) if m.is_dir() => {
+                sys::chmod(dir.as_fd(), name, *mode).map_err(|e| root.err("fchmodat", path, e))?
+            }
+            _ => {}
+        }
+    }
     for (path, mode, t) in st.dirs.iter().rev() {
         let (dir, name) = root.parent(path)?;
         sys::chmod(dir.as_fd(), name, *mode).map_err(|e| root.err("fchmodat", path, e))?;
         sys::set_mtime(dir.as_fd(), name, *t).map_err(|e| root.err("utimensat", path, e))?;
     }
     Ok(st.report)
+}
+
+/// Gives every directory below `dir` that denies its owner read, write or search `rwx` for
+/// the owner, recording `(path, old mode)` in pre-order.
+fn lend_dirs(
+    root: &RootDir,
+    dir: BorrowedFd<'_>,
+    path: &mut Vec<u8>,
+    lent: &mut Vec<(Vec<u8>, u32)>,
+) -> Result<(), TreegenError> {
+    for name in sys::list(dir).map_err(|e| root.err("getdents", path, e))? {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&name);
+        if let Some(m) = sys::lstat(dir, &name).map_err(|e| root.err("statx", path, e))? {
+            if m.is_dir() {
+                let mode = m.permissions();
+                if mode & 0o700 != 0o700 {
+                    sys::chmod(dir, &name, mode | 0o700)
+                        .map_err(|e| root.err("fchmodat", path, e))?;
+                    lent.push((path.clone(), mode));
+                }
+                let sub = sys::open_dir_at(dir, &name).map_err(|e| root.err("openat", path, e))?;
+                lend_dirs(root, sub.as_fd(), path, lent)?;
+            }
+        }
+        path.truncate(len);
+    }
+    Ok(())
 }
 
 struct State<'r> {
@@ -169,9 +219,11 @@ impl State<'_> {
         let meta = &entry.meta;
         match sys::chown(dir, name, meta.uid, meta.gid) {
             Ok(()) => {}
+            // Without CAP_CHOWN (EPERM; EINVAL for an id a user namespace does not map) the
+            // entry keeps the applier's own ids.
             Err(e)
-                if sys::errno(&e) == Some(Errno::PERM) && !rustix::process::geteuid().is_root() => {
-            }
+                if matches!(sys::errno(&e), Some(Errno::PERM | Errno::INVAL))
+                    && !crate::Privilege::Chown.available() => {}
             Err(e) => return Err(root.err("fchownat", path, e)),
         }
         // Replace the xattr set: remove what the new entry does not have.
@@ -183,7 +235,16 @@ impl State<'_> {
             }
         }
         for (k, v) in &want {
-            match sys::set_xattr(dir, name, k, v) {
+            let mut res = sys::set_xattr(dir, name, k, v);
+            // Not root: user.* needs write permission; lend it (directories get their final
+            // mode at the end anyway).
+            if meta.file_type() != FileType::Symlink && sys::errno_of(&res) == Some(Errno::ACCESS) {
+                let mode = meta.permissions();
+                sys::chmod(dir, name, mode | 0o200).map_err(|e| root.err("fchmodat", path, e))?;
+                res = sys::set_xattr(dir, name, k, v);
+                sys::chmod(dir, name, mode).map_err(|e| root.err("fchmodat", path, e))?;
+            }
+            match res {
                 Ok(()) => {}
                 Err(e) if matches!(sys::errno(&e), Some(Errno::NOTSUP | Errno::PERM)) => {
                     self.report.skipped.push((

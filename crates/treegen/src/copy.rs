@@ -234,8 +234,11 @@ pub(crate) fn apply_meta(
     let is_link = meta.file_type() == FileType::Symlink;
     match sys::chown(dir, name, meta.uid, meta.gid) {
         Ok(()) => {}
-        // Unprivileged copies keep the copier's own ids.
-        Err(e) if sys::errno(&e) == Some(Errno::PERM) && !rustix::process::geteuid().is_root() => {}
+        // Unprivileged copies keep the copier's own ids (EPERM; EINVAL for an id a user
+        // namespace does not map).
+        Err(e)
+            if matches!(sys::errno(&e), Some(Errno::PERM | Errno::INVAL))
+                && !crate::Privilege::Chown.available() => {}
         Err(e) => return Err(root.err("fchownat", rel, e)),
     }
     if !is_link {
@@ -245,7 +248,16 @@ pub(crate) fn apply_meta(
         if sys::is_private_overlay_xattr(attr) {
             continue;
         }
-        match sys::set_xattr(dir, name, attr, value) {
+        let mut res = sys::set_xattr(dir, name, attr, value);
+        // Not root: user.* needs write permission, which a read-only mode denies even the
+        // owner. Lend it for the call (never to a symlink, whose mode is not its own).
+        let mode = meta.permissions();
+        if !is_link && mode & 0o200 == 0 && sys::errno_of(&res) == Some(Errno::ACCESS) {
+            sys::chmod(dir, name, mode | 0o200).map_err(|e| root.err("fchmodat", rel, e))?;
+            res = sys::set_xattr(dir, name, attr, value);
+            sys::chmod(dir, name, mode).map_err(|e| root.err("fchmodat", rel, e))?;
+        }
+        match res {
             Ok(()) => {}
             Err(e) if matches!(sys::errno(&e), Some(Errno::NOTSUP) | Some(Errno::PERM)) => {
                 skipped.push((

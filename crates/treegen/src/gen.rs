@@ -93,7 +93,8 @@ pub struct GenSpec {
 
 impl GenSpec {
     /// 200 files, depth up to 5, distro sizes, every kind of entry and odd names; owners
-    /// other than the caller's only when running as root.
+    /// other than the caller's only where this process may give any owner
+    /// ([`crate::Privilege::Chown`]: root, not a user namespace that maps one id).
     pub fn new(seed: u64) -> GenSpec {
         GenSpec {
             seed,
@@ -107,7 +108,7 @@ impl GenSpec {
             odd_names: true,
             long_path: false,
             wide_dir: None,
-            owners: rustix::process::geteuid().is_root(),
+            owners: crate::Privilege::Chown.available(),
         }
     }
 
@@ -177,8 +178,8 @@ impl GenSpec {
         self
     }
 
-    /// Varied owners (root, 1000, 33, 65534, group 42). Needs `CAP_CHOWN`; on by default
-    /// only for root.
+    /// Varied owners (root, 1000, 33, 65534, group 42). Needs `CAP_CHOWN` over every id; on by default
+    /// only where [`crate::Privilege::Chown`] is available.
     pub fn owners(mut self, on: bool) -> Self {
         self.owners = on;
         self
@@ -875,7 +876,20 @@ impl Maker<'_> {
                     if self.xattrs_off {
                         break;
                     }
-                    match rustix::fs::fsetxattr(&f, &k[..], v, XattrFlags::empty()) {
+                    let set = || rustix::fs::fsetxattr(&f, &k[..], v, XattrFlags::empty());
+                    let res = match set() {
+                        // Not root: user.* needs write permission, which a read-only mode
+                        // denies even the owner. Lend it for the call.
+                        Err(Errno::ACCESS) if node.mode & 0o200 == 0 => {
+                            let lend = |m: u32| rustix::fs::fchmod(&f, Mode::from_raw_mode(m));
+                            lend(node.mode | 0o200).map_err(|e| self.err("fchmod", e))?;
+                            let res = set();
+                            lend(node.mode).map_err(|e| self.err("fchmod", e))?;
+                            res
+                        }
+                        res => res,
+                    };
+                    match res {
                         Ok(()) => {}
                         Err(e @ (Errno::NOTSUP | Errno::PERM)) => self.skip_xattr(k, e),
                         Err(e) => return Err(self.err("fsetxattr", e)),
@@ -953,7 +967,15 @@ impl Maker<'_> {
             if self.xattrs_off {
                 break;
             }
-            match sys::set_xattr(dir, name, k, v) {
+            let mut res = sys::set_xattr(dir, name, k, v);
+            // Not root: user.* needs write permission, which a read-only mode denies even the
+            // owner. Lend it for the call (never to a symlink, whose mode is not its own).
+            if chmod && node.mode & 0o200 == 0 && sys::errno_of(&res) == Some(Errno::ACCESS) {
+                sys::chmod(dir, name, node.mode | 0o200).map_err(|e| self.err("fchmodat", e))?;
+                res = sys::set_xattr(dir, name, k, v);
+                sys::chmod(dir, name, node.mode).map_err(|e| self.err("fchmodat", e))?;
+            }
+            match res {
                 Ok(()) => {}
                 Err(e) => match sys::errno(&e) {
                     Some(en @ (Errno::NOTSUP | Errno::PERM)) => self.skip_xattr(k, en),

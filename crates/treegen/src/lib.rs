@@ -9,6 +9,10 @@
 //!   applicable to a plain copy or through an overlay merged directory.
 //! - [`OverlayMount`]: a kernel overlay mount fixture that skips with a reason ([`Skip`])
 //!   where mounting is impossible.
+//! - [`Privilege`] / [`require!`]: the one probe of what this process may do (owners, overlay
+//!   mounts, devices, `trusted.*` xattrs, user namespaces); a test lacking one skips with a
+//!   printed reason and a record in the skip log. [`in_user_namespace!`] runs a test's body in
+//!   a user namespace of its own, where `userxattr` overlays mount without privilege.
 //! - [`snapshot_copy`]: copies a merged view (or any tree) to a plain tree, losslessly.
 //! - [`TreeSnapshot`] / [`diff_snapshots`] / [`assert_same_tree`]: comparable facts of a tree.
 //! - [`apply_changes`]: replays a differ's [`fs_change::Change`] list onto a copy of the base —
@@ -43,10 +47,13 @@ mod gen;
 pub mod layers;
 mod mutate;
 mod overlay;
+pub mod privilege;
 pub mod rawtar;
+mod remove;
 mod snapshot;
 mod sys;
 mod types;
+pub mod userns;
 mod walk;
 
 pub use apply::{apply_changes, ApplyReport};
@@ -56,6 +63,8 @@ pub use error::TreegenError;
 pub use gen::{GenReport, GenSpec, SizeMix};
 pub use mutate::{apply_mutations, Mutation, MutationReport, MutationSpec};
 pub use overlay::{can_mount, MountOptions, OverlayMount, Skip};
+pub use privilege::Privilege;
+pub use remove::remove_tree;
 pub use snapshot::{
     assert_same_tree, diff_snapshots, EntryFacts, MtimePolicy, SnapshotOptions, TreeSnapshot,
 };

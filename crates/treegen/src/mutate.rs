@@ -212,10 +212,92 @@ pub fn apply_mutations(
     let root = RootDir::open(root.as_ref())?;
     let mut report = MutationReport::default();
     for m in mutations {
-        apply_one(&root, m, &mut report)?;
+        match apply_one(&root, m, &mut report) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && modes_bind() => {
+                apply_with_lent_permission(&root, m, &mut report)?
+            }
+            res => res?,
+        }
         report.applied += 1;
     }
     Ok(report)
+}
+
+/// Whether mode bits bind this process (not root, no `CAP_DAC_OVERRIDE`).
+fn modes_bind() -> bool {
+    crate::Privilege::PermissionChecks.available()
+}
+
+/// Retries `m`, refused by a mode (a read-only directory or file of the tree), with the owner's
+/// permission lent as root has it anyway: first to the parent directory (`rwx`), then also to
+/// the entry itself (`rw`, `rwx` for a directory). Each lent mode is put back afterwards, so
+/// the tree ends as it would as root.
+fn apply_with_lent_permission(
+    root: &RootDir,
+    m: &Mutation,
+    report: &mut MutationReport,
+) -> Result<(), TreegenError> {
+    let p = m.path().as_bytes();
+    let (dir, name) = root.parent(p)?;
+    let dir_fd = dir.as_fd();
+    let (pp, _) = fs_change::order::split_parent(p);
+    let lend = |d: std::os::fd::BorrowedFd<'_>, n: &[u8], mode: u32, add: u32| {
+        sys::chmod(d, n, mode | add).map_err(|e| root.err("fchmodat", p, e))
+    };
+    let parent_mode = rustix::fs::fstat(dir_fd)
+        .map_err(|e| root.err("fstat", pp, e))?
+        .st_mode
+        & 0o7777;
+    let set_parent = |mode: u32| -> Result<(), TreegenError> {
+        rustix::fs::fchmod(dir_fd, rustix::fs::Mode::from_raw_mode(mode))
+            .map_err(|e| root.err("fchmod", pp, e))
+    };
+    set_parent(parent_mode | 0o700)?;
+    // A rename also writes the destination's parent.
+    let dest = match m {
+        Mutation::Rename { to, .. } => {
+            let (dd, _) = root.parent(to.as_bytes())?;
+            let mode = rustix::fs::fstat(&dd)
+                .map_err(|e| root.err("fstat", to.as_bytes(), e))?
+                .st_mode
+                & 0o7777;
+            rustix::fs::fchmod(&dd, Mode::from_raw_mode(mode | 0o700))
+                .map_err(|e| root.err("fchmod", to.as_bytes(), e))?;
+            Some((dd, mode))
+        }
+        _ => None,
+    };
+    let mut res = apply_one(root, m, report);
+    if let (Mutation::RemoveAll { .. }, Err(e)) = (m, &res) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // Read-only directories inside: remove as root would, lending each one rwx.
+            res = crate::remove::remove_forcing(dir_fd, name).map_err(|e| root.err("remove", p, e));
+        }
+    }
+    if matches!(&res, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied) {
+        if let Ok(Some(meta)) = sys::lstat(dir_fd, name) {
+            let add = match meta.file_type() {
+                FileType::Dir => 0o700,
+                FileType::Regular => 0o600,
+                _ => 0,
+            };
+            if add != 0 && !matches!(m, Mutation::Chmod { .. }) {
+                let mode = meta.permissions();
+                lend(dir_fd, name, mode, add)?;
+                res = apply_one(root, m, report);
+                if let Ok(Some(now)) = sys::lstat(dir_fd, name) {
+                    if now.file_type() == meta.file_type() && now.permissions() == mode | add {
+                        sys::chmod(dir_fd, name, mode).map_err(|e| root.err("fchmodat", p, e))?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some((dd, mode)) = dest {
+        rustix::fs::fchmod(&dd, Mode::from_raw_mode(mode)).map_err(|e| root.err("fchmod", p, e))?;
+    }
+    set_parent(parent_mode)?;
+    res
 }
 
 fn expect_type(
@@ -400,20 +482,23 @@ pub struct MutationSpec {
     count: usize,
     privileged: bool,
     overlay_safe: bool,
+    hardlinks: bool,
     compat_visible: bool,
     odd_names: bool,
     keep: Vec<Vec<u8>>,
 }
 
 impl MutationSpec {
-    /// 20 steps; `chown` and device creation only as root; visible to compat diffs; plain
-    /// (not overlay) semantics.
+    /// 20 steps; `chown` and device creation only where this process may do both
+    /// ([`crate::Privilege::Chown`], [`crate::Privilege::Mknod`]: root, not a user namespace);
+    /// visible to compat diffs; plain (not overlay) semantics.
     pub fn new(seed: u64) -> MutationSpec {
         MutationSpec {
             seed,
             count: 20,
-            privileged: rustix::process::geteuid().is_root(),
+            privileged: crate::Privilege::Chown.available() && crate::Privilege::Mknod.available(),
             overlay_safe: false,
+            hardlinks: true,
             compat_visible: true,
             odd_names: true,
             keep: Vec::new(),
@@ -441,6 +526,15 @@ impl MutationSpec {
     /// differ's known gap).
     pub fn overlay_safe(mut self, on: bool) -> Self {
         self.overlay_safe = on;
+        self
+    }
+
+    /// Whether to make new hardlinks (`ln existing new`; default on). Off for a `userxattr`
+    /// overlay in a user namespace: there the merged view shows a link made to a lower file
+    /// as two inodes (the lower's and the upper's `st_ino`) while the upperdir holds one
+    /// linked pair, so no comparison with the merged view can agree on it.
+    pub fn hardlinks(mut self, on: bool) -> Self {
+        self.hardlinks = on;
         self
     }
 
@@ -1016,6 +1110,9 @@ impl Picker<'_> {
             }
             // ln existing new
             68..=71 => {
+                if !self.spec.hardlinks {
+                    return false;
+                }
                 let Some(existing) =
                     self.pick(|_, e| e.ft == FileType::Regular && !(overlay && e.lower_shared))
                 else {

@@ -1,6 +1,6 @@
 //! A real kernel overlay mount as a test fixture: lowerdirs in, an upperdir and a merged view
-//! out, unmounted when dropped. Tests that cannot mount print `SKIP: <reason>` and return;
-//! they never pass silently.
+//! out, unmounted when dropped. Tests that cannot mount print `SKIP: <test>: <reason>`, record
+//! the skip in the skip log ([`crate::privilege`]) and return; they never pass silently.
 
 use std::ffi::CString;
 use std::fmt;
@@ -11,16 +11,26 @@ use std::sync::OnceLock;
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
+use crate::Privilege;
+
 /// Why a kernel-backed test cannot run on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
+    kind: &'static str,
     reason: String,
 }
 
 impl Skip {
-    /// A skip with a printable reason.
+    /// A skip with a printable reason, counted in the skip log as `mount-overlay`.
     pub fn new(reason: impl Into<String>) -> Skip {
+        Skip::of_kind(Privilege::MountOverlay.name(), reason)
+    }
+
+    /// A skip counted in the skip log under `kind` (`overlay-option` for an option the
+    /// kernel refused).
+    pub fn of_kind(kind: &'static str, reason: impl Into<String>) -> Skip {
         Skip {
+            kind,
             reason: reason.into(),
         }
     }
@@ -30,9 +40,21 @@ impl Skip {
         &self.reason
     }
 
-    /// Prints `SKIP: <reason>` to stderr, the line a skipping test must leave.
+    /// What the skip log counts it as: `mount-overlay`, `overlay-option`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Prints `SKIP: <test>: <reason>` to stderr and records it in the skip log
+    /// ([`crate::privilege::report_skip_named`]), naming the test by its harness thread.
     pub fn report(&self) {
-        eprintln!("SKIP: {}", self.reason);
+        let thread = std::thread::current();
+        self.report_for(thread.name().unwrap_or("?"));
+    }
+
+    /// As [`Skip::report`], naming the test (or the part of a test) that skips.
+    pub fn report_for(&self, test: &str) {
+        crate::privilege::report_skip_named(test, self.kind, &self.reason);
     }
 }
 
@@ -266,7 +288,8 @@ impl OverlayMount {
         match rustix::mount::mount("overlay", &merged, "overlay", MountFlags::empty(), &*cdata) {
             Ok(()) => {}
             Err(Errno::NODEV) => {
-                return Err(Skip::new(
+                return Err(Skip::of_kind(
+                    "overlay-unsupported",
                     "overlay filesystem not supported by this kernel (ENODEV)",
                 ))
             }
@@ -276,9 +299,10 @@ impl OverlayMount {
                 )))
             }
             Err(e) => {
-                return Err(Skip::new(format!(
-                    "kernel refused overlay options {data:?}: {e} (dmesg says which)"
-                )))
+                return Err(Skip::of_kind(
+                    "overlay-option",
+                    format!("kernel refused overlay options {data:?}: {e} (dmesg says which)"),
+                ))
             }
         }
         Ok(OverlayMount {

@@ -419,6 +419,11 @@ pub fn is_private_overlay_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
 }
 
+/// The `errno` of a failed result, when it has one.
+pub(crate) fn errno_of<T>(res: &io::Result<T>) -> Option<Errno> {
+    res.as_ref().err().and_then(errno)
+}
+
 /// The `errno` of an `io::Error`, when it has one.
 pub(crate) fn errno(e: &io::Error) -> Option<Errno> {
     e.raw_os_error().map(Errno::from_raw_os_error)

@@ -1,5 +1,6 @@
-//! The kernel overlay fixture. Every test prints `SKIP: <reason>` and returns when this
-//! machine cannot mount an overlay.
+//! The kernel overlay fixture. Every test prints `SKIP: <test>: <reason>` (and records it in
+//! the skip log) and returns when this machine cannot mount an overlay; the user-namespace
+//! tests mount one wherever unprivileged user namespaces allow it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use fs_change::FileType;
 use treegen::{
     apply_mutations, assert_same_tree, can_mount, snapshot_copy, MountOptions, MtimePolicy,
-    Mutation, OverlayMount, SnapshotOptions, TreeBuilder, TreeSnapshot,
+    Mutation, OverlayMount, Privilege, SnapshotOptions, TreeBuilder, TreeSnapshot,
 };
 
 macro_rules! mount_or_skip {
@@ -32,10 +33,11 @@ fn is_mounted(p: &Path) -> bool {
 #[test]
 fn can_mount_says_why_not() {
     match can_mount() {
-        Ok(()) => {}
+        Ok(()) => assert!(Privilege::MountOverlay.available()),
         Err(reason) => {
             assert!(!reason.is_empty());
-            eprintln!("SKIP: {reason}");
+            assert_eq!(Privilege::MountOverlay.check(), Err(reason));
+            treegen::require!(Privilege::MountOverlay);
         }
     }
 }
@@ -125,10 +127,7 @@ fn xattr_names(p: &Path) -> Vec<String> {
 
 #[test]
 fn refused_options_skip_with_the_reason() {
-    if let Err(reason) = can_mount() {
-        eprintln!("SKIP: {reason}");
-        return;
-    }
+    treegen::require!(Privilege::MountOverlay);
     let lower = tempfile::tempdir().unwrap();
     let err = OverlayMount::try_new(
         &[lower.path()],
@@ -202,10 +201,7 @@ fn directory_rename_falls_back_to_copy() {
 
 #[test]
 fn copy_of_merged_view_trusts_lookup() {
-    if let Err(reason) = can_mount() {
-        eprintln!("SKIP: {reason}");
-        return;
-    }
+    treegen::require!(Privilege::MountOverlay);
     let tmp = tempfile::tempdir().unwrap();
     let (lower, upper, copy) = (
         tmp.path().join("lower"),
@@ -247,4 +243,41 @@ fn copy_of_merged_view_trusts_lookup() {
         upper.join("d/hidden").exists(),
         "a given upperdir is left alone"
     );
+}
+
+/// What rootless BuildKit and podman do: an overlay mounted with `userxattr` inside a user
+/// namespace of their own. The kernel writes its whiteouts as char 0/0 devices and its opaque
+/// marker as `user.overlay.opaque`, never a `trusted.*` xattr.
+#[test]
+fn userxattr_overlay_mounts_in_a_user_namespace() {
+    treegen::in_user_namespace!();
+    assert!(rustix::process::geteuid().is_root(), "mapped to 0 in here");
+    let lower = tempfile::tempdir().unwrap();
+    TreeBuilder::new(lower.path())
+        .file("d/f", b"f", 0o644)
+        .file("d/g", b"g", 0o644)
+        .file("gone", b"x", 0o644)
+        .build()
+        .unwrap();
+    // The kernel refuses userxattr with an explicit redirect_dir=off; its default is off here.
+    let opts = MountOptions::kernel_defaults().userxattr(true);
+    let mnt = OverlayMount::try_new(&[lower.path()], &opts)
+        .unwrap_or_else(|skip| panic!("the probe said this works: {skip}"));
+    std::fs::remove_file(mnt.merged().join("gone")).unwrap();
+    std::fs::remove_dir_all(mnt.merged().join("d")).unwrap();
+    std::fs::create_dir(mnt.merged().join("d")).unwrap();
+    std::fs::write(mnt.merged().join("d/new"), b"n").unwrap();
+    let up = TreeSnapshot::capture(mnt.upper()).unwrap();
+    assert_eq!(up.get(b"gone").and_then(|e| e.rdev), Some((0, 0)));
+    let names = xattr_names(&mnt.upper().join("d"));
+    assert!(
+        names.contains(&"user.overlay.opaque".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("trusted.")),
+        "{names:?}"
+    );
+    let merged = TreeSnapshot::capture(mnt.merged()).unwrap();
+    assert!(merged.get(b"d/f").is_none() && merged.get(b"d/new").is_some());
 }

@@ -108,7 +108,11 @@ mod tests {
         for (dir, list) in [(&u, upper_caps), (&b, base_caps)] {
             for (name, permitted) in list {
                 if let Err(e) = set(dir, name, *permitted) {
-                    println!("SKIP: cannot set security.capability here: {e}");
+                    treegen::privilege::report_skip(
+                        &treegen::current_test!(),
+                        treegen::Privilege::FileCapability,
+                        &format!("cannot set security.capability here: {e}"),
+                    );
                     return None;
                 }
             }

@@ -67,12 +67,25 @@ fn unreadable_upper_directory_reports_eacces_with_its_path() {
     mkdir(f.u("locked"), 0o700);
     write(f.u("locked/secret"), b"s", 0o600);
     let (upper, base) = (f.upper(), f.base());
-    // Drop to an unprivileged uid on a thread of our own (setresuid is per thread in the
-    // kernel): as root, CAP_DAC_OVERRIDE would read anything.
+    // Mode 000 locks out the owner too, where mode bits bind (not root); given back below so
+    // the temporary directory can be removed.
+    use std::os::unix::fs::PermissionsExt;
+    let set_mode = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let locked = f.u("locked");
+    set_mode(&locked, 0o000);
+    // As root, drop to an unprivileged uid on a thread of our own (setresuid is per thread in
+    // the kernel): CAP_DAC_OVERRIDE would read anything. Any other user is bound already.
+    let as_root = rustix::process::geteuid().is_root();
     let outcome = std::thread::spawn(move || {
         let nobody = rustix::process::Uid::from_raw(65534);
-        if let Err(e) = rustix::thread::set_thread_res_uid(nobody, nobody, nobody) {
-            return Err(format!("cannot drop privileges: {e}"));
+        if as_root {
+            if let Err(e) = rustix::thread::set_thread_res_uid(nobody, nobody, nobody) {
+                return Err(format!("cannot drop privileges: {e}"));
+            }
+        } else {
+            treegen::Privilege::PermissionChecks.check()?;
         }
         let upper = DirTree::open(&upper).map_err(|e| e.to_string())?;
         let base = DirTree::open(&base).map_err(|e| e.to_string())?;
@@ -86,8 +99,13 @@ fn unreadable_upper_directory_reports_eacces_with_its_path() {
     })
     .join()
     .expect("thread");
+    set_mode(&locked, 0o700);
     match outcome {
-        Err(reason) => eprintln!("SKIP: unreadable upper directory: {reason}"),
+        Err(reason) => treegen::privilege::report_skip(
+            "unreadable upper directory",
+            treegen::Privilege::PermissionChecks,
+            &reason,
+        ),
         Ok((serial, parallel)) => {
             for result in [serial, parallel] {
                 let err = result.expect_err("an unreadable directory must fail the diff");
@@ -103,6 +121,7 @@ fn unreadable_upper_directory_reports_eacces_with_its_path() {
 
 #[test]
 fn symlink_in_the_base_is_never_followed_out_of_it() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     // base/esc -> <outside>, which holds `secret` and `sub/`. The upperdir treats esc as a
     // directory: a whiteout below it, a redirect through it, a metacopy file pointing into it.
     let f = Fx::new();
@@ -142,6 +161,7 @@ fn symlink_in_the_base_is_never_followed_out_of_it() {
 
 #[test]
 fn base_hardlink_shown_through_a_redirect_with_names_outside_falls_back() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a/linked"), b"l", 0o644);
     std::fs::hard_link(f.b("a/linked"), f.b("outside-alias")).expect("link");

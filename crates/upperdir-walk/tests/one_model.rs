@@ -99,7 +99,11 @@ fn user_xattrs_work(root: &Path, test: &str) -> bool {
     let ok = set(root, ".probe", "user.probe", b"1").is_ok();
     std::fs::remove_file(root.join(".probe")).expect("remove probe");
     if !ok {
-        println!("SKIP: {test}: the temp filesystem refuses user.* xattrs");
+        treegen::privilege::report_skip_named(
+            test,
+            "user-xattr",
+            "the temp filesystem refuses user.* xattrs",
+        );
     }
     ok
 }

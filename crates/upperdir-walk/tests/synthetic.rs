@@ -32,12 +32,16 @@ fn whiteout_device_mode_and_owner_do_not_matter() {
     write(f.b("a"), b"a", 0o644);
     whiteout(f.u("a"));
     chmod(f.u("a"), 0o640);
-    rustix::fs::chown(
-        f.u("a"),
-        Some(rustix::fs::Uid::from_raw(1000)),
-        Some(rustix::fs::Gid::from_raw(1000)),
-    )
-    .expect("chown");
+    if treegen::Privilege::Chown
+        .available_or_report("whiteout_device_mode_and_owner_do_not_matter (owner part)")
+    {
+        rustix::fs::chown(
+            f.u("a"),
+            Some(rustix::fs::Uid::from_raw(1000)),
+            Some(rustix::fs::Gid::from_raw(1000)),
+        )
+        .expect("chown");
+    }
     assert_eq!(f.diff(), ["D /a"]);
 }
 
@@ -100,6 +104,7 @@ fn directory_replaced_by_file_is_one_modify() {
 
 #[test]
 fn opaque_directory_over_base_directory_compat_lists_deletes() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("d/x"), b"x", 0o644);
     write(f.b("d/y"), b"y", 0o644);
@@ -120,6 +125,7 @@ fn opaque_directory_over_base_directory_compat_lists_deletes() {
 
 #[test]
 fn opaque_directory_marker_policy_walks_no_base() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("d/x"), b"x", 0o644);
     write(f.b("d/y"), b"y", 0o644);
@@ -141,6 +147,7 @@ fn opaque_directory_marker_policy_walks_no_base() {
 
 #[test]
 fn opaque_x_is_not_opaque() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("d/x"), b"x", 0o644);
     mkdir(f.u("d"), 0o755);
@@ -152,6 +159,7 @@ fn opaque_x_is_not_opaque() {
 
 #[test]
 fn opaque_directory_absent_from_base_is_a_plain_new_directory() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     mkdir(f.u("fresh"), 0o755);
     setx(f.u("fresh"), "trusted.overlay.opaque", b"y");
@@ -166,6 +174,7 @@ fn opaque_directory_absent_from_base_is_a_plain_new_directory() {
 
 #[test]
 fn opaque_directory_over_base_file_is_modify_and_adds() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("f"), b"file", 0o644);
     mkdir(f.u("f"), 0o755);
@@ -182,6 +191,7 @@ fn opaque_directory_over_base_file_is_modify_and_adds() {
 
 #[test]
 fn foreign_namespace_opaque_is_ordinary_content() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     // buildkit#2720: a copied-up user.overlay.opaque on a trusted mount is not opaque.
     let f = Fx::new();
     write(f.b("d/keep"), b"k", 0o644);
@@ -206,6 +216,7 @@ fn foreign_namespace_opaque_is_ordinary_content() {
 
 #[test]
 fn xattr_whiteout_file_in_upper_is_a_whiteout() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("gone"), b"g", 0o644);
     write(f.b("kept-nonempty"), b"k", 0o644);
@@ -261,6 +272,7 @@ fn copy_up_that_split_a_base_hardlink_group_is_modify() {
 
 #[test]
 fn redirected_directory_brings_its_lower_children() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     // redirect_dir=on: `mv /a /b` leaves a whiteout at a and an empty b redirected to "a".
     let f = Fx::new();
     write(f.b("a/f"), b"f", 0o644);
@@ -282,6 +294,7 @@ fn redirected_directory_brings_its_lower_children() {
 
 #[test]
 fn nested_redirects_absolute_and_relative() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     // mv /p/q /r/s (absolute), then mv /r/s/in /r/s/in2 (relative, resolved in s's lower /p/q).
     let f = Fx::new();
     write(f.b("p/q/top"), b"t", 0o644);
@@ -312,6 +325,7 @@ fn nested_redirects_absolute_and_relative() {
 
 #[test]
 fn redirect_to_its_own_path_stays_on_the_fast_path() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("d/f"), b"f", 0o644);
     mkdir(f.u("d"), 0o755);
@@ -325,6 +339,7 @@ fn redirect_to_its_own_path_stays_on_the_fast_path() {
 
 #[test]
 fn redirect_fallback_policy_reports_the_path() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a/f"), b"f", 0o644);
     mkdir(f.u("b"), 0o755);
@@ -340,6 +355,7 @@ fn redirect_fallback_policy_reports_the_path() {
 
 #[test]
 fn invalid_redirect_is_a_typed_error() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     mkdir(f.u("b"), 0o755);
     setx(f.u("b"), "trusted.overlay.redirect", b"x/y");
@@ -360,6 +376,7 @@ fn read_source(src: &fs_change::Source) -> Vec<u8> {
 
 #[test]
 fn metacopy_file_takes_its_data_from_the_base() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     let content = vec![7u8; 100_000];
     write(f.b("big"), &content, 0o644);
@@ -381,6 +398,7 @@ fn metacopy_file_takes_its_data_from_the_base() {
 
 #[test]
 fn renamed_metacopy_file_follows_its_absolute_redirect() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("c/h"), b"lower bytes", 0o644);
     whiteout(f.u("c/h"));
@@ -400,6 +418,7 @@ fn renamed_metacopy_file_follows_its_absolute_redirect() {
 
 #[test]
 fn metacopy_data_inside_a_redirected_directory_is_attached() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a/f"), b"lower f", 0o644);
     whiteout(f.u("a"));
@@ -418,6 +437,7 @@ fn metacopy_data_inside_a_redirected_directory_is_attached() {
 
 #[test]
 fn metacopy_without_lower_data_is_a_typed_error() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     let upper = std::fs::File::create(f.u("orphan")).expect("create");
     upper.set_len(5).expect("truncate");
@@ -433,6 +453,7 @@ fn metacopy_without_lower_data_is_a_typed_error() {
 
 #[test]
 fn metacopy_off_reads_no_xattr() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("x"), b"abc", 0o644);
     write(f.u("x"), b"abcd", 0o644);
@@ -445,6 +466,7 @@ fn metacopy_off_reads_no_xattr() {
 
 #[test]
 fn index_hazards_fall_back() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("h1"), b"l", 0o644);
     std::fs::hard_link(f.b("h1"), f.b("h2")).expect("link");
@@ -474,6 +496,7 @@ fn index_hazards_fall_back() {
 
 #[test]
 fn index_nlink_bookkeeping_is_evidence() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.u("n"), b"x", 0o644);
     std::fs::hard_link(f.u("n"), f.u("n2")).expect("link");
@@ -487,6 +510,7 @@ fn index_nlink_bookkeeping_is_evidence() {
 
 #[test]
 fn private_xattrs_are_hidden_and_escaped_ones_unescaped_in_strict_mode() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("f"), b"f", 0o644);
     setx(f.b("f"), "trusted.overlay.shown", b"v");
@@ -557,6 +581,7 @@ fn aufs_upperdir() {
 
 #[test]
 fn fuse_overlayfs_upperdir() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a"), b"a", 0o644);
     write(f.b("b"), b"b", 0o644);
@@ -635,6 +660,7 @@ fn sink_failure_stops_the_walk() {
 
 #[test]
 fn merged_view_hides_whiteouts_and_shows_redirected_content() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     use fs_change::{Tree, TreeDir};
     let f = Fx::new();
     write(f.b("a/f"), b"f", 0o644);
@@ -662,6 +688,7 @@ fn merged_view_hides_whiteouts_and_shows_redirected_content() {
 
 #[test]
 fn truncated_mtimes_compare_bytes_and_a_metacopy_file_compares_its_lower_bytes() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     for name in ["same", "differs", "meta"] {
         write(f.b(name), b"lower bytes", 0o644);
@@ -701,7 +728,11 @@ fn directory_capability_decides_a_copied_up_directory() {
             &cap(10),
             rustix::fs::XattrFlags::empty(),
         ) {
-            println!("SKIP: cannot set security.capability on a directory here: {e}");
+            treegen::privilege::report_skip(
+                &treegen::current_test!(),
+                treegen::Privilege::FileCapability,
+                &format!("cannot set security.capability on a directory here: {e}"),
+            );
             return;
         }
     }

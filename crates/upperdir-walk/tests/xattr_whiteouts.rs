@@ -24,6 +24,7 @@ fn hide(dir: impl AsRef<Path>, name: &str) {
 
 #[test]
 fn hidden_child_present_in_base_is_a_delete_and_absent_one_is_nothing() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a"), b"a", 0o644);
     mkdir(f.b("dir/sub"), 0o755);
@@ -40,6 +41,7 @@ fn hidden_child_present_in_base_is_a_delete_and_absent_one_is_nothing() {
 
 #[test]
 fn whiteouts_in_a_copied_up_directory_sort_among_its_entries() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     for name in ["a", "b", "c", "d"] {
         write(f.b(&format!("etc/{name}")), name.as_bytes(), 0o644);
@@ -60,6 +62,7 @@ fn whiteouts_in_a_copied_up_directory_sort_among_its_entries() {
 
 #[test]
 fn a_real_entry_of_the_hidden_name_wins() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("file"), b"old", 0o644);
     write(f.b("same"), b"same", 0o644);
@@ -77,6 +80,7 @@ fn a_real_entry_of_the_hidden_name_wins() {
 
 #[test]
 fn a_directory_recreated_over_its_whiteout_does_not_merge() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("d/x"), b"x", 0o644);
     write(f.b("d/sub/y"), b"y", 0o644);
@@ -105,6 +109,7 @@ fn a_directory_recreated_over_its_whiteout_does_not_merge() {
 
 #[test]
 fn foreign_namespace_and_other_values_hide_nothing() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a"), b"a", 0o644);
     write(f.b("b"), b"b", 0o644);
@@ -127,6 +132,7 @@ fn foreign_namespace_and_other_values_hide_nothing() {
 
 #[test]
 fn other_formats_ignore_the_xattr_and_this_one_ignores_theirs() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a"), b"a", 0o644);
     write(f.b("b"), b"b", 0o644);
@@ -141,6 +147,7 @@ fn other_formats_ignore_the_xattr_and_this_one_ignores_theirs() {
 
 #[test]
 fn many_whiteouts_on_one_directory_are_all_read() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     let mut expected = Vec::new();
     // More than 1 KiB of attribute names, still within one ext4 xattr block.
@@ -156,6 +163,7 @@ fn many_whiteouts_on_one_directory_are_all_read() {
 
 #[test]
 fn merged_view_hides_the_names() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("a"), b"a", 0o644);
     write(f.b("b"), b"b", 0o644);
@@ -195,6 +203,7 @@ fn cp(from: &Path, to: &Path) {
 /// holds) — no userspace merge involved.
 #[test]
 fn changes_equal_naive_diff_of_an_expected_tree_built_by_hand() {
+    treegen::require!(treegen::Privilege::TrustedXattr);
     let f = Fx::new();
     write(f.b("etc/passwd"), b"root", 0o644);
     write(f.b("etc/shadow"), b"secret", 0o600);

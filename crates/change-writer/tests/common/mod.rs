@@ -293,6 +293,6 @@ pub fn read_tar(bytes: &[u8]) -> Vec<TarEntry> {
     out
 }
 
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+/// What a test may need that not every user has (`treegen::require!`).
+#[allow(unused_imports)]
+pub use treegen::Privilege;

@@ -82,7 +82,8 @@ impl Fixture {
     /// Empties the root by replacing it with a fresh directory (for loops that reuse one
     /// fixture).
     pub fn reset_root(&self) {
-        if let Err(e) = fs::remove_dir_all(&self.root) {
+        // Read-only directories an applied layer made bind an unprivileged owner.
+        if let Err(e) = treegen::remove_tree(&self.root) {
             panic!("remove root: {e}");
         }
         mkdir(&self.root);
@@ -119,9 +120,9 @@ impl Fixture {
         res
     }
 
-    /// Applies `tar` with the default options.
+    /// Applies `tar` with the default options (owners only where this process may set them).
     pub fn apply(&self, tar: &[u8]) -> Result<ApplyStats, ApplyError> {
-        self.apply_with(Applier::new(&self.root), tar)
+        self.apply_with(applier(&self.root), tar)
     }
 
     /// Applies and panics on failure.
@@ -246,4 +247,10 @@ pub fn mkdir(p: &Path) {
 
 pub fn write(p: &Path, data: &[u8]) {
     fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// `Applier::new(root)` with the entries' owners set only where this process may give any
+/// owner ([`treegen::Privilege::Chown`]); tests of owners themselves `require!` it.
+pub fn applier(root: impl AsRef<Path>) -> Applier {
+    Applier::new(root.as_ref()).preserve_owner(treegen::Privilege::Chown.available())
 }

@@ -29,10 +29,19 @@ pub const NS: &str = "ovdiff-test";
 /// The longest any one call to containerd or `ctr` may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Prints and counts a skip through the workspace's one skip log (`scripts/test.sh` reports it).
+fn skip(test: &str, kind: &str, reason: &str) {
+    treegen::privilege::report_skip_named(test, kind, reason);
+}
+
 /// The directory holding `containerd` and `ctr`, or `None` after printing why the test skips.
 pub fn containerd_bin(test: &str) -> Option<PathBuf> {
     if !is_root() {
-        println!("SKIP: {test}: needs root (containerd's overlay snapshotter mounts overlays)");
+        skip(
+            test,
+            "root",
+            "needs root (containerd's overlay snapshotter mounts overlays)",
+        );
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-containerd.sh");
@@ -43,20 +52,32 @@ pub fn containerd_bin(test: &str) -> Option<PathBuf> {
     {
         Ok(o) => o,
         Err(e) => {
-            println!("SKIP: {test}: running {}: {e}", script.display());
+            skip(
+                test,
+                "containerd",
+                &format!("running {}: {e}", script.display()),
+            );
             return None;
         }
     };
     if !out.status.success() {
-        println!(
-            "SKIP: {test}: containerd >= 2.0 could not be fetched from Debian sid ({})",
-            out.status
+        skip(
+            test,
+            "containerd",
+            &format!(
+                "containerd >= 2.0 could not be fetched from Debian sid ({})",
+                out.status
+            ),
         );
         return None;
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("usr/bin");
     if !dir.join("containerd").is_file() {
-        println!("SKIP: {test}: {} has no containerd", dir.display());
+        skip(
+            test,
+            "containerd",
+            &format!("{} has no containerd", dir.display()),
+        );
         return None;
     }
     Some(dir)
