@@ -97,6 +97,22 @@ pub use pipe::Progress;
 pub use report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
 pub use size::{SizeCounter, SizeReport};
 
+/// The change model ([`Diff::changes`] delivers [`Change`]s to a [`ChangeSink`]): the
+/// `fs-change` crate, so a builder needs no second dependency.
+///
+/// ```
+/// use ovdiff::{Change, ChangeKind, Diff};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (base, new) = (tempfile::tempdir()?, tempfile::tempdir()?);
+/// std::fs::write(new.path().join("hello"), b"hi")?;
+/// let mut changes: Vec<Change> = Vec::new();
+/// Diff::trees(base.path(), new.path()).changes(&mut changes)?;
+/// assert_eq!(changes[0].kind, ChangeKind::Add);
+/// # Ok(()) }
+/// ```
+pub use fs_change as change;
+pub use fs_change::{Change, ChangeKind, ChangeSink, Entry, FileType, FnSink, Meta, SinkError};
+
 /// Applying a layer tar to a directory or an overlay upperdir (the `layer-apply` crate).
 pub use layer_apply as apply;
 
