@@ -188,6 +188,10 @@ const KERNEL_MARKERS: [&[u8]; 11] = [
 /// let m = Markers::in_list(b"user.overlay.opaque\0user.mime\0");
 /// assert_eq!(m.decided(), Some(Namespace::User));
 /// assert!(m.contradicts(Namespace::Trusted));
+/// // Copied up: the mount's own origin beside a lower's foreign marker decides nothing.
+/// let both = Markers::in_list(b"trusted.overlay.origin\0user.overlay.opaque\0");
+/// assert_eq!(both.decided(), None);
+/// assert!(!both.contradicts(Namespace::Trusted) && !both.contradicts(Namespace::User));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Markers {
@@ -217,19 +221,20 @@ impl Markers {
         m
     }
 
-    /// The namespace the markers show, if any. A `trusted.overlay.` marker decides for
-    /// [`Namespace::Trusted`] even beside `user.overlay.` ones: an unprivileged (`userxattr`)
-    /// mount can never write `trusted.*`, while a privileged one copies a lower's
-    /// `user.overlay.*` up as ordinary user xattrs.
+    /// The namespace the markers show: the one namespace with markers here, or `None` when
+    /// neither or both have some. Both happen after a copy-up: the kernel writes its own
+    /// markers and carries the other namespace's along as ordinary xattrs, so such a
+    /// directory says nothing about which namespace the mount used.
     pub fn decided(self) -> Option<Namespace> {
         match (self.trusted, self.user) {
-            (true, _) => Some(Namespace::Trusted),
+            (true, false) => Some(Namespace::Trusted),
             (false, true) => Some(Namespace::User),
-            (false, false) => None,
+            _ => None,
         }
     }
 
-    /// Whether these markers rule out `ns` as the namespace the upperdir was written in.
+    /// Whether these markers rule out `ns` as the namespace the upperdir was written in: the
+    /// other namespace's markers are here and none of `ns`'s.
     pub fn contradicts(self, ns: Namespace) -> bool {
         self.decided().is_some_and(|d| d != ns)
     }

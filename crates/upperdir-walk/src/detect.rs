@@ -14,11 +14,12 @@ use fs_change::{DirTree, FileType, PlainDir, TreeDir};
 use crate::attrs::OwnNames;
 use crate::OverlayError;
 
-/// The namespace of the first upper directory (breadth first) that carries a kernel marker
-/// (`overlay.opaque`, `origin`, `impure`, `redirect`, …), or `None` when no directory carries
-/// one — then the namespace changes nothing the walk reads from directories.
+/// The namespace of the first upper directory (breadth first) whose kernel markers
+/// (`overlay.opaque`, `origin`, `impure`, `redirect`, …) are all in one namespace, or `None`
+/// when none is. A copied-up directory may carry both (its own, and a lower's foreign ones as
+/// ordinary xattrs), which decides nothing.
 ///
-/// Costs one `openat`, `flistxattr` and `getdents64` per directory until the first marker;
+/// Costs one `openat`, `flistxattr` and `getdents64` per directory until one decides;
 /// an upperdir with any copied-up or opaque directory is decided near its root.
 ///
 /// # Errors
