@@ -581,8 +581,8 @@ impl Diff {
                     path: upper.clone(),
                     source,
                 })?;
-                let namespace = self.namespace(config.as_ref(), &upper_tree)?;
-                let walk = self.walk_settings(config.as_ref(), &kernel, namespace);
+                let (namespace, stated) = self.namespace(config.as_ref(), &upper_tree)?;
+                let walk = self.walk_settings(config.as_ref(), &kernel, namespace, stated);
                 let hazards = config
                     .as_ref()
                     .map(|c| c.hazards(&kernel))
@@ -632,20 +632,24 @@ impl Diff {
 
     /// The private xattr namespace: as the mount options or [`Diff::userxattr`] state it, else
     /// as the upperdir's own markers show (`trusted.overlay.` when none do).
+    /// Also whether it was stated, which makes the walk refuse a directory that contradicts it.
     fn namespace(
         &self,
         config: Option<&OverlayConfig>,
         upper: &DirTree,
-    ) -> Result<Namespace, Error> {
+    ) -> Result<(Namespace, bool), Error> {
         let stated = match (config, self.userxattr) {
             (Some(c), flag) => Some(c.userxattr || flag == Some(true)),
             (None, flag) => flag,
         };
         Ok(match stated {
-            Some(userxattr) => Namespace::for_userxattr(userxattr),
-            None => upperdir_walk::detect_namespace(upper)
-                .map_err(Error::Overlay)?
-                .unwrap_or_default(),
+            Some(userxattr) => (Namespace::for_userxattr(userxattr), true),
+            None => (
+                upperdir_walk::detect_namespace(upper)
+                    .map_err(Error::Overlay)?
+                    .unwrap_or_default(),
+                false,
+            ),
         })
     }
 
@@ -654,6 +658,7 @@ impl Diff {
         config: Option<&OverlayConfig>,
         kernel: &KernelDefaults,
         namespace: Namespace,
+        stated: bool,
     ) -> Walk {
         let effective = config.and_then(|c| c.effective(kernel).ok());
         let index = match (config.and_then(|c| c.index), effective) {
@@ -665,6 +670,7 @@ impl Diff {
         };
         Walk {
             namespace,
+            refuse_foreign: stated,
             metacopy: self.whiteouts == WhiteoutFormat::Kernel
                 && effective.is_none_or(|e| e.metacopy),
             index,
@@ -681,6 +687,7 @@ impl Diff {
             .metacopy(w.metacopy)
             .index(w.index)
             .nfs_export(w.nfs_export)
+            .refuse_foreign_namespace(w.refuse_foreign)
             .xattr_policy(self.xattrs)
             .parallel(self.parallel)
     }
@@ -992,6 +999,8 @@ enum View {
 #[derive(Debug, Clone, Copy)]
 struct Walk {
     namespace: Namespace,
+    /// The namespace was stated: a directory whose markers contradict it stops the walk.
+    refuse_foreign: bool,
     metacopy: bool,
     index: Index,
     nfs_export: bool,

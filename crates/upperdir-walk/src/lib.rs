@@ -192,6 +192,15 @@ impl<'a, B: Tree> OverlayDiff<'a, B> {
         self
     }
 
+    /// Refuse an upper directory whose kernel markers are all in the other namespace
+    /// ([`OverlayError::ForeignNamespace`]), for a caller that *stated* the namespace and wants
+    /// a mis-stated one caught. Off by default: a directory may carry a lower's foreign
+    /// markers, copied up as ordinary user xattrs (moby/buildkit#2720), and they are content.
+    pub fn refuse_foreign_namespace(mut self, on: bool) -> Self {
+        self.settings.refuse_foreign = on;
+        self
+    }
+
     /// The xattrs the layer will record ([`fs_change::XattrPolicy`], default `Compat`): each
     /// (visible) one is compared too, so a change to an attribute the layer writes is never
     /// missed.

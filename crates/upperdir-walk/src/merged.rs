@@ -367,7 +367,8 @@ impl<'a, B: Tree> MergedDir<'a, B> {
         };
         let s = &self.ctx.settings;
         let names = OwnNames::read(&child)?;
-        if (s.whiteouts.kernel() || s.whiteouts.xattr_names())
+        if s.refuse_foreign
+            && (s.whiteouts.kernel() || s.whiteouts.xattr_names())
             && crate::detect::contradicts(&names, s.namespace)
         {
             return Err(OverlayError::ForeignNamespace {

@@ -20,6 +20,9 @@ pub(crate) struct Settings {
     pub(crate) index: Index,
     pub(crate) nfs_export: bool,
     pub(crate) same: SameOptions,
+    /// Stop at a directory whose kernel markers are all in the other namespace
+    /// ([`crate::OverlayError::ForeignNamespace`]) instead of reading them as user xattrs.
+    pub(crate) refuse_foreign: bool,
 }
 
 impl Settings {
