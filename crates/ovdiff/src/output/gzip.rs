@@ -362,6 +362,9 @@ mod tests {
             one_by_one[i] =
                 deflate_block(6, dict, &blocks[i], i + 1 == blocks.len()).expect("block");
         }
-        assert!(in_order == one_by_one.concat(), "the bytes of a block depend on its history");
+        assert!(
+            in_order == one_by_one.concat(),
+            "the bytes of a block depend on its history"
+        );
     }
 }
