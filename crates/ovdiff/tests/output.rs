@@ -217,6 +217,19 @@ fn zstd_decompresses_to_the_input_and_ignores_worker_count() {
 }
 
 #[test]
+fn zstd_jobs_of_a_long_stream_ignore_worker_count() {
+    // Several of libzstd's multithreaded jobs, and a last one cut short.
+    let data = text(7 << 20, 9);
+    let (reference, blob) = compress(&data, Compression::zstd(), 1, 1 << 20);
+    assert_eq!(zstd::decode_all(&blob[..]).expect("unzstd"), data);
+    for threads in [2, 3] {
+        let (desc, other) = compress(&data, Compression::zstd(), threads, 300_000);
+        assert!(other == blob, "threads {threads}: zstd bytes differ");
+        assert_eq!(desc, reference);
+    }
+}
+
+#[test]
 fn uncompressed_output_is_the_input_and_both_digests_agree() {
     let data = sample(400_000, 9);
     for threads in [1, 2] {
