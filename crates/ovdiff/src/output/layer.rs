@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use super::diffid::DiffHasher;
+use super::diffid::{self, DiffHasher};
 use super::digest::{Descriptor, Digest};
 use super::gzip::{self, GzipEncoder, BLOCK_SIZE};
 use super::{Compression, OutputError};
@@ -97,7 +97,10 @@ impl OutputBuilder {
             }
         };
         let diff = if threads > 1 {
-            DiffHasher::spawn()?
+            DiffHasher::spawn(match self.compression {
+                Compression::None => diffid::COPY_BLOCK,
+                _ => BLOCK_SIZE,
+            })?
         } else {
             DiffHasher::inline()
         };
