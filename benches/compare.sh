@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
     --trees-only) trees_only=1 ;;
     --peers-only) peers_only=1 ;;
     --change-by) change_by=$2; shift ;;
-    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
