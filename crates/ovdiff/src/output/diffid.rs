@@ -18,14 +18,11 @@ use super::digest::Digest;
 use super::OutputError;
 
 /// Bytes gathered before a plain tar's copy goes to the hashing thread.
-pub(crate) const COPY_BLOCK: usize = 1 << 20;
+const COPY_BLOCK: usize = 1 << 20;
 
-/// How far the writer may run ahead of the hash before it waits, in bytes of tar, whatever
-/// the block size: 16 blocks of a plain tar's [`COPY_BLOCK`], 128 of a compressed one's
-/// 128 KiB. On two cores the hash shares them with the walk, the reads and the compressor
-/// threads and is descheduled for whole time slices; a lead of only 2 MiB (16 compressed
-/// blocks, about 1.5 ms of hashing) made the writer stall behind it.
-const QUEUE_BYTES: usize = 16 << 20;
+/// Blocks queued for the hashing thread before the writer waits: with [`COPY_BLOCK`], 16 MiB
+/// of a plain tar may be ahead of the hash.
+const QUEUED_BLOCKS: usize = 16;
 
 /// A block for the hashing thread.
 pub(crate) enum Block {
@@ -56,16 +53,14 @@ impl DiffHasher {
         DiffHasher::Inline(Sha256::new())
     }
 
-    /// Starts the hashing thread, for blocks of about `block` bytes (the queue holds
-    /// [`QUEUE_BYTES`] of them).
+    /// Starts the hashing thread.
     ///
     /// # Errors
     /// [`OutputError::Spawn`] when the thread cannot be started.
-    pub(crate) fn spawn(block: usize) -> Result<DiffHasher, OutputError> {
-        let depth = (QUEUE_BYTES / block.max(1)).max(2);
-        let (tx, rx) = crossbeam_channel::bounded::<Block>(depth);
+    pub(crate) fn spawn() -> Result<DiffHasher, OutputError> {
+        let (tx, rx) = crossbeam_channel::bounded::<Block>(QUEUED_BLOCKS);
         // Room for every buffer that can exist, so giving one back never blocks the hasher.
-        let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(depth + 2);
+        let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(QUEUED_BLOCKS + 2);
         let handle = std::thread::Builder::new()
             .name("ovdiff-diffid".into())
             .spawn(move || {
@@ -190,7 +185,7 @@ mod tests {
             .map(|i| (i * 31 % 251) as u8)
             .collect();
         let mut inline = DiffHasher::inline();
-        let mut thread = DiffHasher::spawn(COPY_BLOCK).expect("spawn");
+        let mut thread = DiffHasher::spawn().expect("spawn");
         for piece in data.chunks(300_007) {
             inline.update_copy(piece).expect("inline");
             thread.update_copy(piece).expect("thread");

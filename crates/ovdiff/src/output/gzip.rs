@@ -153,7 +153,7 @@ impl Pool {
             next_seq: 0,
             next_write: 0,
             pending: BTreeMap::new(),
-            max_in_flight: 4 * threads as u64 + 4,
+            max_in_flight: 2 * threads as u64 + 2,
         })
     }
 }
@@ -240,9 +240,7 @@ impl GzipEncoder {
                 pool.next_seq += 1;
                 let jobs = pool.jobs.as_ref().ok_or(OutputError::WorkerLost)?;
                 jobs.send(job).map_err(|_| OutputError::WorkerLost)?;
-                // Keep memory bounded: wait while too many blocks are compressing or queued
-                // (four per worker, about 0.75 MiB of input and output per worker: enough that one
-                // worker descheduled for a time slice does not stop the writer at once).
+                // Keep memory bounded: wait while too many blocks are compressing or queued.
                 while pool.next_seq - pool.next_write > pool.max_in_flight {
                     Self::wait_one(pool)?;
                     Self::write_ready(pool, &mut self.crc, emit)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use super::diffid::{self, DiffHasher};
+use super::diffid::DiffHasher;
 use super::digest::{Descriptor, Digest};
 use super::gzip::{self, GzipEncoder, BLOCK_SIZE};
 use super::{Compression, OutputError};
@@ -97,10 +97,7 @@ impl OutputBuilder {
             }
         };
         let diff = if threads > 1 {
-            DiffHasher::spawn(match self.compression {
-                Compression::None => diffid::COPY_BLOCK,
-                _ => BLOCK_SIZE,
-            })?
+            DiffHasher::spawn()?
         } else {
             DiffHasher::inline()
         };
