@@ -19,6 +19,8 @@
 #   --report-only  rewrite results.md and the plot from the last run's raw data
 #   --containerd also time `ctr snapshots diff` through ovdiff-containerd against containerd's
 #                walking differ on the headline scenario (benches/containerd-plugin.sh)
+#   --peers-only   measure only the peers (BuildKit, compressed layers, the sha256 floor) on
+#                the headline, data-heavy and compressible-data scenarios (compare-peers.sh)
 set -euo pipefail
 export LC_ALL=C
 
@@ -33,6 +35,7 @@ do_strace=1
 report_only=0
 build=1
 trees_only=0
+peers_only=0
 change_by=upper
 containerd_plugin=0
 while [ $# -gt 0 ]; do
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
     --report-only) report_only=1 ;;
     --no-build) build=0 ;;
     --trees-only) trees_only=1 ;;
+    --peers-only) peers_only=1 ;;
     --change-by) change_by=$2; shift ;;
     --containerd) containerd_plugin=1 ;;
     -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -105,6 +109,8 @@ target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | jq -r .targ
 ovdiff=$work/bin/ovdiff # a private copy: others may rebuild target/ while this runs
 gen=$target/release/examples/compare-scenario
 ctrd=$work/bin/containerd-writediff
+# shellcheck source=benches/compare-peers.sh
+. "$here/compare-peers.sh"
 if [ "$report_only" = 0 ]; then
     if [ "$build" = 1 ]; then
         log "building ovdiff and the scenario generator (release)"
@@ -122,6 +128,7 @@ if [ "$report_only" = 0 ] && [ "$trees_only" = 0 ]; then
     (cd "$here/containerd-writediff" &&
         GO111MODULE=off GOPATH="$work/gopath:/usr/share/gocode" GOCACHE="$work/go-cache" GOFLAGS= \
             go build -o "$ctrd" .)
+    peers_build
 fi
 
 # --- scenarios ---------------------------------------------------------------------------
@@ -157,6 +164,7 @@ base_dir() { echo "$work/base-$1"; }
 prev=""
 for i in "${!bases[@]}"; do
     n=${bases[$i]}
+    if [ "$peers_only" = 1 ] && [ "$n" -gt "$headline_base" ]; then break; fi
     if [ -z "$prev" ]; then
         cached "$(base_dir "$n")" "$gen" base "$(base_dir "$n")" --files "$n" --seed 1
     else
@@ -176,6 +184,10 @@ seed=100
 for n in "${bases[@]}"; do
     for p in "${pcts[@]}"; do
         s=$work/$sp-$n-$p
+        if [ "$peers_only" = 1 ] && [ "$sp-$n-$p" != "$sp-$headline_base-$headline_pct" ]; then
+            seed=$((seed + 1)) # the same seeds as a full run, so the trees are shared
+            continue
+        fi
         if [ "$change_by" = upper ]; then
             cached "$s" "$gen" mutate "$(base_dir "$n")" "$s" --percent "$p" --seed $((seed++))
         else
@@ -187,6 +199,7 @@ for n in "${bases[@]}"; do
 done
 # The base-size curve: one change, planned on the smallest base, laid over every base.
 for n in "${bases[@]}"; do
+    if [ "$peers_only" = 1 ]; then break; fi
     s=$work/fixed-$n
     cached "$s" "$gen" mutate "$(base_dir "$n")" "$s" --count "$fixed_steps" --seed 7 \
         --plan-from "$(base_dir "${bases[0]}")"
@@ -194,11 +207,12 @@ done
 # Data-heavy: about data_bytes of new files written through the overlay.
 cached "$work/data" "$gen" data "$(base_dir "${bases[0]}")" "$work/data" --bytes "$data_bytes" --seed 5
 scenarios+=(data)
+peers_scenarios
 [ "$gen_secs" -gt 0 ] && log "tree generation took $((gen_secs / 60)) min $((gen_secs % 60)) s"
 
 scen_base() { # NAME -> base dir
     case "$1" in
-    data) base_dir "${bases[0]}" ;;
+    data | cdata) base_dir "${bases[0]}" ;;
     fixed-*) base_dir "${1#fixed-}" ;;
     s-* | steps-*) local x=${1#*-}; base_dir "${x%-*}" ;;
     esac
@@ -227,6 +241,7 @@ method_cmd() { # METHOD SCENARIO
     containerd) echo "'$ctrd' '$b' '$s/merged' | cat >/dev/null" ;;
     gnutar) echo "tar -C '$s/upper' -cf - . 2>/dev/null | cat >/dev/null" ;;
     floor) echo "find '$s/upper' -type f -print0 | xargs -0 -r cat >/dev/null" ;;
+    *) peers_cmd "$1" "$2" ;;
     esac
 }
 all_methods=(overlay naive containerd gnutar floor)
@@ -326,6 +341,7 @@ else
     : >"$raw/compare.txt"
 
     for scen in "${scenarios[@]}"; do
+        if [ "$peers_only" = 1 ]; then break; fi
         s=$work/$scen
         entries=$(find "$s/upper" -mindepth 1 | wc -l)
         upper_bytes=$(du -sb "$s/upper" | cut -f1)
@@ -371,6 +387,7 @@ else
     done
 
     for n in "${bases[@]}"; do
+        if [ "$peers_only" = 1 ]; then break; fi
         scen=fixed-$n
         entries=$(find "$work/$scen/upper" -mindepth 1 | wc -l)
         base_entries=$(find "$(base_dir "$n")" -mindepth 1 | wc -l)
@@ -382,8 +399,11 @@ else
     # multi-second walks, and take three times the runs (they are cheap).
     fixed_pairs=()
     for n in "${bases[@]}"; do fixed_pairs+=("fixed-$n:overlay"); done
-    log "same change over growing bases: overlay differ, $((runs * 3)) interleaved rounds"
-    measure_pairs $((runs * 3)) "${fixed_pairs[@]}"
+    if [ "$peers_only" = 0 ]; then
+        log "same change over growing bases: overlay differ, $((runs * 3)) interleaved rounds"
+        measure_pairs $((runs * 3)) "${fixed_pairs[@]}"
+    fi
+    peers_measure
     end_load=$(cut -d' ' -f1-3 /proc/loadavg)
     elapsed=$(($(date +%s) - started))
     printf 'start_load=%q\nend_load=%q\nelapsed=%q\nstamp=%q\nruns=%q\nnodigest=%q\nnodigest_why=%q\n' \
@@ -445,6 +465,18 @@ fi
 
 report=$out/results.md
 plot=$out/compare-scaling.png
+if [ "$peers_only" = 1 ]; then
+    {
+        echo "# ovdiff and its peers"
+        echo
+        echo "Produced by \`benches/compare.sh$([ "$quick" = 1 ] && echo " --quick") --peers-only\` on $stamp, $(nproc) × $cpu_model,"
+        echo "load $start_load at start, $end_load at end; ovdiff commit $commit$dirty."
+        peers_report
+    } >"$report"
+    log "wrote $report in $((elapsed / 60)) min $((elapsed % 60)) s"
+    cat "$report"
+    exit 0
+fi
 {
     echo "# ovdiff side by side"
     echo
@@ -580,6 +612,7 @@ plot=$out/compare-scaling.png
         echo
         cat "$raw/containerd-plugin.md"
     fi
+    peers_report
 } >"$report"
 
 # --- plot --------------------------------------------------------------------------------

@@ -10,7 +10,15 @@
 // Usage:
 //
 //	containerd-writediff BASE NEW > layer.tar
+//	containerd-writediff -compress gzip BASE NEW > layer.tar.gz
 //	containerd-writediff -compare OVDIFF.tar BASE NEW
+//
+// With -compress gzip (or zstd) the tar goes through containerd's own compressor,
+// archive/compression.CompressStream (Go's compress/gzip at its default level 6; klauspost's
+// zstd), and both digests are computed the way containerd's walking diff service computes
+// them: the tar into an io.MultiWriter of the compressor and a SHA-256 (the diffID), the
+// compressed bytes hashed on their way out (the blob digest, as its content writer does).
+// The digests go to stderr as "diffID sha256:… digest sha256:…".
 //
 // In compare mode the containerd tar is produced twice: once exactly as WriteDiff writes it,
 // and once through the same code (NewChangeWriter + continuity's fs.Changes, which is all
@@ -23,8 +31,10 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
@@ -36,13 +46,15 @@ import (
 	"unsafe"
 
 	"github.com/containerd/containerd/archive"
+	"github.com/containerd/containerd/archive/compression"
 	"github.com/containerd/continuity/fs"
 )
 
 func main() {
 	compare := flag.String("compare", "", "byte-compare against this tar (ovdiff's) instead of writing to stdout")
+	compress := flag.String("compress", "", "gzip or zstd: compress through containerd's CompressStream and compute both digests")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s [-compare OVDIFF.tar] BASE NEW\n", os.Args[0])
+		fmt.Fprintf(os.Stderr, "usage: %s [-compress gzip|zstd] [-compare OVDIFF.tar] BASE NEW\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -53,6 +65,17 @@ func main() {
 	base, next := flag.Arg(0), flag.Arg(1)
 	ctx := context.Background()
 
+	if *compress != "" {
+		if *compare != "" {
+			fmt.Fprintf(os.Stderr, "containerd-writediff: -compress and -compare do not go together\n")
+			os.Exit(2)
+		}
+		if err := writeCompressed(ctx, os.Stdout, *compress, base, next); err != nil {
+			fmt.Fprintf(os.Stderr, "containerd-writediff: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *compare == "" {
 		if err := archive.WriteDiff(ctx, os.Stdout, base, next); err != nil {
 			fmt.Fprintf(os.Stderr, "containerd-writediff: WriteDiff(%s, %s): %v\n", base, next, err)
@@ -61,6 +84,42 @@ func main() {
 		return
 	}
 	os.Exit(runCompare(ctx, *compare, base, next))
+}
+
+// writeCompressed is the compressed branch of containerd's walking diff service (Compare in
+// diff/walking): WriteDiff into io.MultiWriter(compressor, diffID hash), the compressor
+// writing into a hashed destination (the service's content writer hashes what it writes to
+// its file). The 1 MiB buffer on stdout saves pipe writes the service would make: it only
+// helps the peer.
+func writeCompressed(ctx context.Context, out io.Writer, algo, base, next string) error {
+	var c compression.Compression
+	switch algo {
+	case "gzip":
+		c = compression.Gzip
+	case "zstd":
+		c = compression.Zstd
+	default:
+		return fmt.Errorf("-compress %q: gzip or zstd", algo)
+	}
+	buf := bufio.NewWriterSize(out, 1<<20)
+	blob := sha256.New()
+	compressed, err := compression.CompressStream(io.MultiWriter(buf, blob), c)
+	if err != nil {
+		return fmt.Errorf("starting the %s stream: %w", algo, err)
+	}
+	diffID := sha256.New()
+	if err := archive.WriteDiff(ctx, io.MultiWriter(compressed, diffID), base, next); err != nil {
+		compressed.Close()
+		return fmt.Errorf("WriteDiff(%s, %s): %w", base, next, err)
+	}
+	if err := compressed.Close(); err != nil {
+		return fmt.Errorf("ending the %s stream: %w", algo, err)
+	}
+	if err := buf.Flush(); err != nil {
+		return fmt.Errorf("writing the blob: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "diffID sha256:%x digest sha256:%x\n", diffID.Sum(nil), blob.Sum(nil))
+	return nil
 }
 
 // runCompare returns 0 when the pinned-clock containerd tar equals the ovdiff tar byte for

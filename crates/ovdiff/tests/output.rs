@@ -110,6 +110,44 @@ fn gzip_bytes_do_not_depend_on_threads_or_write_sizes() {
     }
 }
 
+/// Word-like text (a vocabulary of 300 random words, skewed): unlike `sample`, it made a
+/// reused deflate state leave traces in later blocks.
+fn text(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let vocab: Vec<Vec<u8>> = (0..300)
+        .map(|_| {
+            let n = 2 + next() % 9;
+            (0..n).map(|_| b'a' + (next() % 26) as u8).collect()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        let r = next();
+        out.extend_from_slice(&vocab[(r % 300) * (r / 300 % 300) / 300]);
+        out.push(if r % 11 == 0 { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn gzip_text_bytes_do_not_depend_on_threads() {
+    let data = text(6 << 20, 1);
+    let (reference, blob) = compress(&data, Compression::gzip(), 1, 1 << 20);
+    assert_eq!(gunzip(&blob), data);
+    for threads in [2, 3, 8] {
+        let (desc, other) = compress(&data, Compression::gzip(), threads, 256 * 1024);
+        assert!(other == blob, "threads {threads}: bytes differ");
+        assert_eq!(desc, reference);
+    }
+}
+
 #[test]
 fn gzip_levels_and_ratio_stay_close_to_a_single_stream() {
     let data = sample(2_000_000, 3);
@@ -175,6 +213,19 @@ fn zstd_decompresses_to_the_input_and_ignores_worker_count() {
     }
     let (_, empty) = compress(b"", Compression::Zstd { level: 19 }, 2, 1);
     assert!(zstd::decode_all(&empty[..]).expect("unzstd").is_empty());
+}
+
+#[test]
+fn zstd_jobs_of_a_long_stream_ignore_worker_count() {
+    // Several of libzstd's multithreaded jobs, and a last one cut short.
+    let data = text(7 << 20, 9);
+    let (reference, blob) = compress(&data, Compression::zstd(), 1, 1 << 20);
+    assert_eq!(zstd::decode_all(&blob[..]).expect("unzstd"), data);
+    for threads in [2, 3] {
+        let (desc, other) = compress(&data, Compression::zstd(), threads, 300_000);
+        assert!(other == blob, "threads {threads}: zstd bytes differ");
+        assert_eq!(desc, reference);
+    }
 }
 
 #[test]
