@@ -290,16 +290,6 @@ fn bad_levels_are_refused_up_front() {
 }
 
 #[test]
-fn dropping_an_unfinished_parallel_output_stops_its_threads() {
-    let mut out = OutputBuilder::new(Compression::gzip())
-        .threads(4)
-        .build(Vec::new())
-        .expect("build");
-    out.write_all(&sample(1_000_000, 2)).expect("write");
-    drop(out);
-}
-
-#[test]
 fn layer_output_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<LayerOutput<std::fs::File>>();
