@@ -27,7 +27,7 @@ fn dropping_an_unfinished_parallel_output_stops_its_threads() {
             .build(Vec::new())
             .expect("build");
         let data: Vec<u8> = (0..4_000_000u32)
-            .map(|i| (i * 2_654_435_761 >> 24) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
         out.write_all(&data).expect("write");
         if compression == Compression::gzip() {
