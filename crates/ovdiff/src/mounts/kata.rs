@@ -97,11 +97,38 @@ pub enum LayerProblem {
     #[error("its source is not a directory")]
     NotADirectory,
     /// The source does not exist or cannot be reached.
-    #[error("its source cannot be read: {reason}")]
+    #[error("its source cannot be read: {source}")]
     Unreadable {
-        /// The error `lstat`/`stat` gave.
-        reason: String,
+        /// The error `stat` gave.
+        #[source]
+        source: StatError,
     },
+}
+
+/// The `io::Error` of a failed `stat`, shareable so that [`LayerProblem`] and [`KataError`]
+/// stay `Clone` and comparable (by error kind and OS error code).
+#[derive(Debug, Clone)]
+pub struct StatError(pub std::sync::Arc<std::io::Error>);
+
+impl PartialEq for StatError {
+    fn eq(&self, other: &StatError) -> bool {
+        self.0.kind() == other.0.kind() && self.0.raw_os_error() == other.0.raw_os_error()
+    }
+}
+
+impl Eq for StatError {}
+
+impl std::fmt::Display for StatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Transparent: displays the `io::Error` and passes on its source.
+impl std::error::Error for StatError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// A Kata layer option list cannot be turned into a layer stack.
@@ -324,7 +351,7 @@ impl KataMount {
                 Ok(m) if m.file_type().is_block_device() => LayerProblem::BlockDeviceNode,
                 Ok(_) => LayerProblem::NotADirectory,
                 Err(e) => LayerProblem::Unreadable {
-                    reason: e.to_string(),
+                    source: StatError(std::sync::Arc::new(e)),
                 },
             };
             let name = match mount.layers.get(index) {

@@ -32,7 +32,7 @@ pub use config::{OverlayConfig, RedirectDir, UuidMode, Verity, Xino};
 pub use effective::{Effective, Hazard, KernelDefaults, RedirectMode};
 pub use error::MountError;
 pub use kata::{
-    is_kata_options, KataError, KataLayer, KataMount, LayerProblem, KATA_OPTION_PREFIX,
+    is_kata_options, KataError, KataLayer, KataMount, LayerProblem, StatError, KATA_OPTION_PREFIX,
     LAYER_OPTION, LAYER_SRC_PREFIX_OPTION, OVERLAY_RW_OPTION,
 };
 pub use upper::{resolve_upperdir, UpperResolution};

@@ -53,11 +53,11 @@ fn deflate_block(
     dict: Option<&[u8]>,
     data: &[u8],
     last: bool,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, flate2::CompressError> {
     let c = &mut Compress::new(flate2::Compression::new(level), false);
     if let Some(dict) = dict {
         let tail = &dict[dict.len().saturating_sub(DICT_SIZE)..];
-        c.set_dictionary(tail).map_err(|e| e.to_string())?;
+        c.set_dictionary(tail)?;
     }
     let flush = if last {
         FlushCompress::Finish
@@ -71,9 +71,7 @@ fn deflate_block(
             out.reserve(out.capacity().max(4096));
         }
         let before = c.total_in();
-        let status = c
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .map_err(|e| e.to_string())?;
+        let status = c.compress_vec(&data[consumed..], &mut out, flush)?;
         consumed += (c.total_in() - before) as usize;
         let room_left = out.len() < out.capacity();
         match status {
@@ -96,7 +94,7 @@ struct Job {
 /// One compressed block.
 struct Done {
     seq: u64,
-    out: Result<Vec<u8>, String>,
+    out: Result<Vec<u8>, flate2::CompressError>,
     crc: crc32fast::Hasher,
 }
 

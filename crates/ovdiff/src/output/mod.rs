@@ -140,7 +140,7 @@ pub enum OutputError {
     Zstd(#[source] io::Error),
     /// The deflate engine failed.
     #[error("deflate: {0}")]
-    Deflate(String),
+    Deflate(#[source] flate2::CompressError),
     /// A worker thread could not be started.
     #[error("starting a compression thread: {0}")]
     Spawn(#[source] io::Error),
