@@ -110,30 +110,10 @@ fn gzip_bytes_do_not_depend_on_threads_or_write_sizes() {
     }
 }
 
-/// Word-like text (a vocabulary of 300 random words, skewed): unlike `sample`, it made a
-/// reused deflate state leave traces in later blocks.
+/// Word-like text (`treegen::word_text`): the kind of input on which a reused deflate state
+/// showed its past.
 fn text(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) as usize
-    };
-    let vocab: Vec<Vec<u8>> = (0..300)
-        .map(|_| {
-            let n = 2 + next() % 9;
-            (0..n).map(|_| b'a' + (next() % 26) as u8).collect()
-        })
-        .collect();
-    let mut out = Vec::with_capacity(len + 16);
-    while out.len() < len {
-        let r = next();
-        out.extend_from_slice(&vocab[(r % 300) * (r / 300 % 300) / 300]);
-        out.push(if r % 11 == 0 { b'\n' } else { b' ' });
-    }
-    out.truncate(len);
-    out
+    treegen::word_text(len, seed)
 }
 
 #[test]
