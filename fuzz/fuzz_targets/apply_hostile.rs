@@ -144,16 +144,9 @@ fn xattr_allowed(flags: Flags, name: &[u8], value: &[u8]) -> bool {
     flags.policy().allows(name)
 }
 
-/// A tar name as `ApplyError` shows it: valid UTF-8 as is, other bytes as `\xNN`.
+/// A tar name as `ApplyError` shows it: the one escaped form of `fs_change::escape`.
 fn display_name(name: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in name.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
+    fs_change::escape::Escaped(name).to_string()
 }
 
 fn check(data: &[u8]) {
