@@ -35,16 +35,20 @@ fn trees() -> (tempfile::TempDir, PathBuf, PathBuf) {
 /// The layer written to a fresh regular file: what every other destination must receive.
 fn reference_layer(tmp: &Path, base: &Path, new: &Path) -> Vec<u8> {
     let out = tmp.join("reference.tar");
-    assert_ok(&ovdiff([
-        "diff",
-        "--base",
-        p(base),
-        "--tree",
-        p(new),
-        "-o",
-        p(&out),
-    ]));
+    assert_ok(&diff_to(base, new, &out));
     std::fs::read(&out).expect("read reference")
+}
+
+/// `ovdiff diff --base BASE --tree NEW -o OUT`.
+fn diff_to(base: &Path, new: &Path, out: &Path) -> std::process::Output {
+    ovdiff(["diff", "--base", p(base), "--tree", p(new), "-o", p(out)])
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .expect("lstat")
+        .file_type()
+        .is_symlink()
 }
 
 fn names(tar_bytes: &[u8]) -> Vec<String> {
@@ -81,15 +85,7 @@ fn a_fifo_is_written_not_replaced() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(&fifo).expect("read fifo"))
     };
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&fifo),
-    ]);
+    let o = diff_to(&base, &new, &fifo);
     assert_ok(&o);
     let got = reader.join().expect("reader thread");
     assert!(got == want, "the fifo's reader got the layer");
@@ -101,15 +97,7 @@ fn a_fifo_is_written_not_replaced() {
 #[test]
 fn a_character_device_is_written_not_replaced() {
     let (_tmp, base, new) = trees();
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        "/dev/null",
-    ]);
+    let o = diff_to(&base, &new, Path::new("/dev/null"));
     assert_ok(&o);
     let ft = std::fs::symlink_metadata("/dev/null")
         .expect("stat /dev/null")
@@ -126,37 +114,15 @@ fn a_symlink_is_followed_and_kept() {
     std::fs::write(&target, b"old").expect("write");
     let link = tmp.path().join("link.tar");
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
-    assert_ok(&ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&link),
-    ]));
-    assert!(std::fs::symlink_metadata(&link)
-        .expect("lstat")
-        .file_type()
-        .is_symlink());
+    assert_ok(&diff_to(&base, &new, &link));
+    assert!(is_symlink(&link), "the link stays a link");
     assert!(std::fs::read(&target).expect("read") == want);
     // Dangling: the target is created through the link.
     let missing = tmp.path().join("created.tar");
     let dangling = tmp.path().join("dangling.tar");
     std::os::unix::fs::symlink(&missing, &dangling).expect("symlink");
-    assert_ok(&ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&dangling),
-    ]));
-    assert!(std::fs::symlink_metadata(&dangling)
-        .expect("lstat")
-        .file_type()
-        .is_symlink());
+    assert_ok(&diff_to(&base, &new, &dangling));
+    assert!(is_symlink(&dangling), "the link stays a link");
     assert!(std::fs::read(&missing).expect("read") == want);
     assert!(temp_leftovers(tmp.path()).is_empty());
 }
@@ -166,15 +132,7 @@ fn an_output_inside_the_diffed_tree_is_not_in_the_layer() {
     let (tmp, base, new) = trees();
     let want = reference_layer(tmp.path(), &base, &new);
     let inside = new.join("layer.tar");
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&inside),
-    ]);
+    let o = diff_to(&base, &new, &inside);
     assert_ok(&o);
     let got = std::fs::read(&inside).expect("read");
     assert_eq!(names(&got), names(&want));
@@ -294,7 +252,7 @@ fn compression_follows_the_output_name_unless_given() {
         ("l.tar.zst", &[0x28, 0xb5, 0x2f, 0xfd][..], "zstd"),
     ] {
         let out = tmp.path().join(name);
-        let o = ovdiff(["diff", "--base", p(&base), "--tree", p(&new), "-o", p(&out)]);
+        let o = diff_to(&base, &new, &out);
         assert_ok(&o);
         let blob = std::fs::read(&out).expect("read");
         assert!(blob.starts_with(magic), "{name} is {said}");
