@@ -135,26 +135,27 @@ fn parse_lowers(values: &[String]) -> Result<Vec<PathBuf>, Failure> {
 }
 
 fn compression(c: CompressArg, level: Option<i32>) -> Result<Compression, Failure> {
-    match (c, level) {
-        (CompressArg::None, None) => Ok(Compression::None),
-        (CompressArg::None, Some(_)) => Err(Failure::Usage(
-            "--level needs --compress gzip or zstd".into(),
-        )),
-        (CompressArg::Gzip, None) => Ok(Compression::gzip()),
-        (CompressArg::Gzip, Some(l)) if (0..=9).contains(&l) => {
-            Ok(Compression::Gzip { level: l as u32 })
+    let usage =
+        |level: i32, why: &dyn std::fmt::Display| Failure::Usage(format!("--level {level}: {why}"));
+    let chosen = match (c, level) {
+        (CompressArg::None, None) => return Ok(Compression::None),
+        (CompressArg::None, Some(_)) => {
+            return Err(Failure::Usage(
+                "--level needs --compress gzip or zstd".into(),
+            ))
         }
-        (CompressArg::Gzip, Some(l)) => Err(Failure::Usage(format!(
-            "--level {l}: gzip levels are 0 to 9"
-        ))),
-        (CompressArg::Zstd, None) => Ok(Compression::zstd()),
-        (CompressArg::Zstd, Some(level)) => {
-            let c = Compression::Zstd { level };
-            c.validate()
-                .map_err(|e| Failure::Usage(format!("--level {level}: {e}")))?;
-            Ok(c)
-        }
-    }
+        (CompressArg::Gzip, None) => return Ok(Compression::gzip()),
+        (CompressArg::Zstd, None) => return Ok(Compression::zstd()),
+        (CompressArg::Gzip, Some(l)) => Compression::Gzip {
+            level: u32::try_from(l).map_err(|_| usage(l, &"gzip levels are 0 to 9"))?,
+        },
+        (CompressArg::Zstd, Some(l)) => Compression::Zstd { level: l },
+    };
+    // The codec's own range check, the one the library applies (`Compression::validate`).
+    chosen
+        .validate()
+        .map_err(|e| usage(level.unwrap_or_default(), &e))?;
+    Ok(chosen)
 }
 
 /// The mtime bound: the flag, else `SOURCE_DATE_EPOCH`.
