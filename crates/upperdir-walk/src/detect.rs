@@ -40,8 +40,3 @@ pub fn detect_namespace(upper: &DirTree) -> Result<Option<Namespace>, OverlayErr
     }
     Ok(None)
 }
-
-/// Whether the markers of one upper directory rule out the namespace the walk was told.
-pub(crate) fn contradicts(names: &OwnNames, ns: Namespace) -> bool {
-    names.markers().contradicts(ns)
-}

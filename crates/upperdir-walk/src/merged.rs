@@ -367,15 +367,14 @@ impl<'a, B: Tree> MergedDir<'a, B> {
         };
         let s = &self.ctx.settings;
         let names = OwnNames::read(&child)?;
-        if s.refuse_foreign
-            && (s.whiteouts.kernel() || s.whiteouts.xattr_names())
-            && crate::detect::contradicts(&names, s.namespace)
-        {
-            return Err(OverlayError::ForeignNamespace {
-                path: child.display_path(b""),
-                expected: s.namespace,
-                found: names.markers().decided().unwrap_or(s.namespace),
-            });
+        if s.refuse_foreign && (s.whiteouts.kernel() || s.whiteouts.xattr_names()) {
+            if let Some(found) = names.markers().decided().filter(|&d| d != s.namespace) {
+                return Err(OverlayError::ForeignNamespace {
+                    path: child.display_path(b""),
+                    expected: s.namespace,
+                    found,
+                });
+            }
         }
         let (lower, choice) = if s.whiteouts.xattr_names()
             && xwhiteout::hides(s.namespace, upper, self.upper_names.as_ref(), name)?
