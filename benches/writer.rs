@@ -264,11 +264,18 @@ fn bench_tree(
     });
     group.bench_function("serial", |b| b.iter(|| write_layer(&root, &changes, None)));
     for threads in [1, 2] {
-        let ra = ReadAhead::default().threads(threads);
+        // Forced on: on this warm data the adaptive default would read serially.
+        let ra = ReadAhead::default().adaptive(false).threads(threads);
         group.bench_with_input(BenchmarkId::new("read_ahead", threads), &ra, |b, ra| {
             b.iter(|| write_layer(&root, &changes, Some(ra)))
         });
     }
+    let adaptive = ReadAhead::default();
+    group.bench_with_input(
+        BenchmarkId::new("read_ahead", "adaptive"),
+        &adaptive,
+        |b, ra| b.iter(|| write_layer(&root, &changes, Some(ra))),
+    );
     group.finish();
 }
 

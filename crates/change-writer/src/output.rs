@@ -122,6 +122,53 @@ impl<W: Write> Output<W> {
         Ok((got, got < asked))
     }
 
+    /// One read of what the page cache already holds, at the file's position (`preadv2` with
+    /// `RWF_NOWAIT`, at most `left` bytes): `Ok(None)` when the read would wait on storage or
+    /// the filesystem cannot say. A short read proves no end of file here: the caller checks it.
+    pub(crate) fn read_cached(
+        &mut self,
+        file: &File,
+        left: u64,
+        name: &[u8],
+        source: &Source,
+    ) -> Result<Option<usize>, WriteError> {
+        if self.buf.len() == self.buf.capacity() {
+            self.flush_buf(name)?;
+        }
+        let before = self.buf.len();
+        let want = (self.buf.capacity() - before).min(usize::try_from(left).unwrap_or(usize::MAX));
+        self.buf.resize(before + want, 0);
+        let read = loop {
+            let mut slice = [io::IoSliceMut::new(&mut self.buf[before..])];
+            // Offset -1: the file's own position, used and advanced as `read` does.
+            match rustix::io::preadv2(
+                file,
+                &mut slice,
+                u64::MAX,
+                rustix::io::ReadWriteFlags::NOWAIT,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other,
+            }
+        };
+        match read {
+            Ok(got) => {
+                self.buf.truncate(before + got);
+                self.written += got as u64;
+                Ok(Some(got))
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::OPNOTSUPP) => {
+                self.buf.truncate(before);
+                Ok(None)
+            }
+            Err(e) => {
+                self.buf.truncate(before);
+                let e = FsError::io("preadv2", source.display_path(), io::Error::from(e));
+                Err(WriteError::read(e))
+            }
+        }
+    }
+
     /// Hands everything buffered to the output.
     pub(crate) fn flush_buf(&mut self, name: &[u8]) -> Result<(), WriteError> {
         if !self.buf.is_empty() {

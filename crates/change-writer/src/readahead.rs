@@ -32,10 +32,10 @@ const RESERVED_CHUNKS: usize = CHANNEL_CHUNKS + 2 + SPARE_CHUNKS;
 /// their buffers may hold. The output is byte-identical to the serial writer's.
 ///
 /// Read-ahead pays when reads wait on storage (cold cache, network or slow disks): the threads
-/// overlap those waits (measured on 2 cores, 1 GiB in 10k files evicted from the cache: 1.3 to
-/// 1.6 s with 4 threads against 1.8 to 4.1 s serial). On a warm cache with a cheap output the
-/// serial writer is faster: it reads straight into its output buffer, while read-ahead adds a
-/// copy and a thread hand-off per file.
+/// overlap those waits. On a warm cache the serial writer is faster: it reads straight into its
+/// output buffer, while read-ahead adds a copy and a thread hand-off per file. So by default it
+/// is [adaptive](ReadAhead::adaptive): files are read on the writer's thread until one is found
+/// not to be in the page cache, and only then do the threads start.
 ///
 /// ```
 /// use change_writer::ReadAhead;
@@ -48,11 +48,19 @@ pub struct ReadAhead {
     memory_budget: usize,
     chunk_size: usize,
     files_ahead: usize,
+    adaptive: bool,
 }
+
+/// Files read on the writer's thread whose first read checks the page cache, before every
+/// [`PROBE_EVERY`]th after them: enough to notice a cold cache within a few files, few enough
+/// that the extra end-of-file read a check costs is noise.
+const PROBE_FIRST: u64 = 4;
+/// See [`PROBE_FIRST`].
+const PROBE_EVERY: u64 = 16;
 
 impl Default for ReadAhead {
     /// Two to four threads (the available cores, clamped), a 64 MiB budget, 1 MiB chunks, 256
-    /// files ahead.
+    /// files ahead, adaptive.
     fn default() -> Self {
         let cores = fs_change::threads::available_cores();
         ReadAhead {
@@ -60,6 +68,7 @@ impl Default for ReadAhead {
             memory_budget: 64 << 20,
             chunk_size: 1 << 20,
             files_ahead: 256,
+            adaptive: true,
         }
     }
 }
@@ -92,6 +101,16 @@ impl ReadAhead {
     /// metadata held for pending entries; open files stay at one per thread.
     pub fn files_ahead(mut self, n: usize) -> Self {
         self.files_ahead = n.max(1);
+        self
+    }
+
+    /// `true` (the default): read on the writer's thread while the files' data is in the page
+    /// cache, and start reading ahead at the first file whose read would wait on storage, or
+    /// whose filesystem cannot tell (the writer checks with `preadv2(RWF_NOWAIT)` on the first
+    /// few files and on every sixteenth after them). `false`: read ahead from the first file.
+    /// Either way the bytes are the same.
+    pub fn adaptive(mut self, on: bool) -> Self {
+        self.adaptive = on;
         self
     }
 
@@ -251,6 +270,10 @@ pub(crate) struct Pool {
     jobs: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
     next_seq: u64,
+    /// Files go to the threads (from the start, or since a check found a cold cache).
+    engaged: bool,
+    /// Files read on the writer's thread so far while not engaged.
+    serial_files: u64,
 }
 
 impl std::fmt::Debug for Job {
@@ -302,12 +325,34 @@ impl Pool {
             chunk,
         });
         Pool {
+            engaged: !config.adaptive,
             config,
             budget,
             jobs: None,
             threads: Vec::new(),
             next_seq: 1,
+            serial_files: 0,
         }
+    }
+
+    /// Whether files are handed to the threads.
+    pub(crate) fn engaged(&self) -> bool {
+        self.engaged
+    }
+
+    /// Hands every later file to the threads: a read on the writer's thread would have waited.
+    pub(crate) fn engage(&mut self) {
+        self.engaged = true;
+    }
+
+    /// For a file the writer reads itself: whether its first read should check the page cache.
+    pub(crate) fn should_check_cache(&mut self) -> bool {
+        if self.engaged {
+            return false;
+        }
+        let n = self.serial_files;
+        self.serial_files += 1;
+        n < PROBE_FIRST || n.is_multiple_of(PROBE_EVERY)
     }
 
     pub(crate) fn config(&self) -> &ReadAhead {

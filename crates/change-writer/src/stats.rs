@@ -26,6 +26,9 @@ pub struct WriteStats {
     /// Of those, bytes the kernel moved straight to the output
     /// ([`ChangeWriter::zero_copy`](crate::ChangeWriter::zero_copy)).
     pub kernel_copied_bytes: u64,
+    /// Regular files whose bytes the read-ahead threads read (0 when read-ahead is off, or
+    /// adaptive and every file was in the page cache).
+    pub files_read_ahead: u64,
     /// Bytes of tar written, trailer included.
     pub tar_bytes: u64,
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use fs_change::order::split_parent;
 use fs_change::{
-    sys, Change, ChangeKind, ChangeSink, Entry, FileType, FsError, OutOfOrder, ParentDirs, Root,
-    SinkError, Source, Xattrs,
+    sys, Change, ChangeKind, ChangeSink, Entry, FileType, FsError, Meta, OutOfOrder, ParentDirs,
+    Root, SinkError, Source, Xattrs,
 };
 
 use crate::content;
@@ -466,10 +466,13 @@ impl<W: Write> Core<W> {
             // pull into buffers the bytes the kernel copy avoids touching.
             let kernel_copied = self.kernel_copy.is_some() && spec.size >= ZERO_COPY_MIN;
             let fetch = match &mut self.queue.pool {
-                Some(pool) if !kernel_copied => Fetch::Ahead(
-                    pool.submit(data, spec.size, xattrs.is_none().then_some(self.policy))
-                        .map_err(|source| WriteError::ReadAhead { source })?,
-                ),
+                Some(pool) if !kernel_copied && pool.engaged() => {
+                    self.stats.files_read_ahead += 1;
+                    Fetch::Ahead(
+                        pool.submit(data, spec.size, xattrs.is_none().then_some(self.policy))
+                            .map_err(|source| WriteError::ReadAhead { source })?,
+                    )
+                }
                 _ => Fetch::Serial(data),
             };
             self.queue.push(Item::File {
@@ -538,7 +541,10 @@ impl<W: Write> Core<W> {
         child: &[u8],
         tree: &P,
     ) -> Result<(), WriteError> {
-        let found = tree.parent_dir(dir).map_err(WriteError::read)?;
+        let found = match tree.plain_root() {
+            Some(root) => self.held_parent_dir(root, dir, tree)?,
+            None => tree.parent_dir(dir).map_err(WriteError::read)?,
+        };
         let Some(found) = found.filter(|e| e.meta.is_dir()) else {
             return Err(WriteError::ParentNotDirectory {
                 path: bytes_path(child),
@@ -559,6 +565,28 @@ impl<W: Write> Core<W> {
             link_source: false,
         });
         Ok(())
+    }
+
+    /// [`ParentDirs::parent_dir`] of a plain directory tree, answered with one `statx` in the
+    /// directory [`DirCache`] holds (the one the previous entries were in, or its child) rather
+    /// than a rooted lookup of the whole path per directory.
+    fn held_parent_dir<P: ParentDirs + ?Sized>(
+        &mut self,
+        root: &Arc<Root>,
+        dir: &[u8],
+        tree: &P,
+    ) -> Result<Option<Entry>, WriteError> {
+        let source = Source::new(root.clone(), dir);
+        let at = match self.open_dirs.locate(&source).map_err(WriteError::read)? {
+            Some(at) if is_plain_name(at.name) => at,
+            Some(_) => return tree.parent_dir(dir).map_err(WriteError::read),
+            None => return Ok(None),
+        };
+        let meta = sys::stat_at(at.dir, at.name)
+            .map_err(|e| WriteError::read(FsError::io("statx", source.display_path(), e)))?;
+        Ok(meta
+            .filter(Meta::is_dir)
+            .map(|meta| Entry::new(meta, source)))
     }
 
     /// The recorded xattrs of `source`: none without a syscall when the differ's listing showed
@@ -603,11 +631,11 @@ impl<W: Write> Core<W> {
         loop {
             let must = all
                 || match &self.queue.pool {
-                    None => true,
-                    Some(pool) => {
+                    Some(pool) if pool.engaged() => {
                         let ahead = pool.config().max_files_ahead();
                         self.queue.files > ahead || self.queue.items.len() > ahead * 8
                     }
+                    _ => true,
                 };
             match self.queue.items.front() {
                 None => return Ok(()),
@@ -676,21 +704,39 @@ impl<W: Write> Core<W> {
         let mut opened = content::open(source, at, spec.size, want_fd_xattrs)?;
         let xattrs = xattrs.or(opened.xattrs.take()).unwrap_or_default();
         self.out.header(&spec.header(name, &xattrs))?;
-        self.copy_content(name, spec.size, &mut opened.file, source)?;
+        let check_cache = self
+            .queue
+            .pool
+            .as_mut()
+            .is_some_and(|pool| pool.should_check_cache());
+        self.copy_content(name, spec.size, &mut opened.file, source, check_cache)?;
         Ok(xattrs)
     }
 
-    /// Copies exactly `size` bytes of an open file to the output and proves its end.
+    /// Copies exactly `size` bytes of an open file to the output and proves its end. With
+    /// `check_cache`, the first read takes only what the page cache holds, and a read that
+    /// would wait on storage starts the read-ahead threads for the files that follow.
     fn copy_content(
         &mut self,
         name: &[u8],
         size: u64,
         file: &mut std::fs::File,
         source: &Source,
+        check_cache: bool,
     ) -> Result<(), WriteError> {
         let mut done = self.copy_in_kernel(name, size, file, source)?;
         if done == 0 && size <= ONE_READ_MAX {
             self.out.make_room(size as usize + 1, name)?;
+        }
+        if check_cache && done < size {
+            match self.out.read_cached(file, size - done, name, source)? {
+                Some(n) => done += n as u64,
+                None => {
+                    if let Some(pool) = &mut self.queue.pool {
+                        pool.engage();
+                    }
+                }
+            }
         }
         let mut at_eof = false;
         while done < size {

@@ -125,18 +125,19 @@ fn read_ahead_and_serial_write_identical_bytes() {
         total >> 20,
         serial.len()
     );
-    let mut configs = vec![ReadAhead::default()];
+    // Forced on from the first file: the adaptive default reads warm data serially.
+    let forced = ReadAhead::default().adaptive(false);
+    let mut configs = vec![ReadAhead::default(), forced.clone()];
     configs.extend([
-        ReadAhead::default().threads(1),
-        ReadAhead::default().threads(8).files_ahead(1024),
-        ReadAhead::default()
+        forced.clone().threads(1),
+        forced.clone().threads(8).files_ahead(1024),
+        forced
+            .clone()
             .memory_budget(1 << 20)
             .chunk_size(256 << 10)
             .files_ahead(4),
         // Chunks larger than the budget: clamped, still correct.
-        ReadAhead::default()
-            .memory_budget(64 << 10)
-            .chunk_size(8 << 20),
+        forced.memory_budget(64 << 10).chunk_size(8 << 20),
     ]);
     for ra in configs {
         let out = Compare {

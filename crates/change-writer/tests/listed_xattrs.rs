@@ -54,7 +54,7 @@ fn the_differs_listing_decides_which_attributes_are_read() {
         let mut writer =
             ChangeWriter::new(Vec::new(), root.clone()).xattr_policy(XattrPolicy::Wide);
         if parallel {
-            writer = writer.read_ahead(change_writer::ReadAhead::default());
+            writer = writer.read_ahead(change_writer::ReadAhead::default().adaptive(false));
         }
         for (name, listed) in names {
             let meta = root.stat(name.as_bytes()).expect("stat").expect("exists");

@@ -73,6 +73,7 @@ fn read_ahead_chunks_of_odd_sizes_then_pax_entries() {
     // 5000-byte chunks: the buffer fills and flushes between two chunks, mid-block.
     for threads in [1, 3] {
         let ra = ReadAhead::default()
+            .adaptive(false)
             .threads(threads)
             .chunk_size(5000)
             .memory_budget(1 << 20);

@@ -23,6 +23,14 @@ pub trait ParentDirs {
     /// # Errors
     /// A lookup on the way failed other than by absence, naming the path.
     fn parent_dir(&self, path: &[u8]) -> Result<Option<Entry>, FsError>;
+
+    /// The root, when the tree is one plain directory: a writer that holds directories of it
+    /// open may then `lstat` a parent in the directory it already holds (one `statx`) instead
+    /// of asking [`ParentDirs::parent_dir`] for a rooted lookup of the whole path. The answer
+    /// must be the one `parent_dir` gives. `None` (the default): always ask `parent_dir`.
+    fn plain_root(&self) -> Option<&Arc<Root>> {
+        None
+    }
 }
 
 /// A plain directory: `lstat` of the path beneath the root, no symlink followed.
@@ -32,6 +40,10 @@ impl ParentDirs for Arc<Root> {
             .stat(path)?
             .filter(|meta| meta.is_dir())
             .map(|meta| Entry::new(meta, Source::new(self.clone(), path))))
+    }
+
+    fn plain_root(&self) -> Option<&Arc<Root>> {
+        Some(self)
     }
 }
 

@@ -158,6 +158,25 @@ pub(crate) fn parallel<B: Tree, N: Tree, S: ChangeSink + ?Sized>(
     stats: &mut DiffStats,
 ) -> Result<(), NaiveError> {
     let Start { root, base_is_dir } = start;
+    let shared = Shared {
+        base,
+        new,
+        opts,
+        cancelled: AtomicBool::new(false),
+    };
+    // The first level on this thread: when it has no directory to descend into (below an
+    // overlay differ, typically an opaque directory of a few files), a pool would cost more
+    // to start than the whole subtree.
+    let (steps, count) = level(&shared, root, base_is_dir)?;
+    if steps.iter().all(|step| matches!(step, Step::Emit(_))) {
+        stats.entries += count.entries;
+        for step in steps {
+            if let Step::Emit(change) = step {
+                stats.emit(sink, change)?;
+            }
+        }
+        return Ok(());
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("naive-diff-{i}"))
@@ -169,21 +188,10 @@ pub(crate) fn parallel<B: Tree, N: Tree, S: ChangeSink + ?Sized>(
                 std::io::Error::other(e),
             ))
         })?;
-    let shared = Shared {
-        base,
-        new,
-        opts,
-        cancelled: AtomicBool::new(false),
-    };
     pool.in_place_scope(|scope| {
         let (tx, rx) = bounded(1);
-        spawn_level(
-            scope,
-            &shared,
-            root.to_vec(),
-            Work::Level { base_is_dir },
-            tx,
-        );
+        // The receiver is right here: this send cannot fail.
+        let _ = tx.send(Ok((plan(scope, &shared, steps), count)));
         let result = consume(rx, sink, stats);
         if result.is_err() {
             shared.cancelled.store(true, Ordering::Relaxed);
@@ -216,26 +224,33 @@ fn spawn_level<'s, B: Tree, N: Tree>(
             Work::Level { base_is_dir } => level(shared, &path, base_is_dir),
             Work::Pair => pair(shared, &path),
         };
-        let result = computed.map(|(steps, count)| {
-            let events = steps
-                .into_iter()
-                .map(|step| {
-                    let (path, work) = match step {
-                        Step::Emit(change) => return Event::Emit(change),
-                        Step::Descend {
-                            path, base_is_dir, ..
-                        } => (path, Work::Level { base_is_dir }),
-                        Step::Pair { path, .. } => (path, Work::Pair),
-                    };
-                    let (child_tx, child_rx) = bounded(1);
-                    spawn_level(scope, shared, path, work, child_tx);
-                    Event::Descend(child_rx)
-                })
-                .collect();
-            (events, count)
-        });
+        let result = computed.map(|(steps, count)| (plan(scope, shared, steps), count));
         let _ = tx.send(result); // a closed receiver means the consumer already failed
     });
+}
+
+/// A level's steps as the consumer's events: every directory to descend into becomes a pool
+/// task whose result the consumer waits for in its place.
+fn plan<'s, B: Tree, N: Tree>(
+    scope: &rayon::Scope<'s>,
+    shared: &'s Shared<'s, B, N>,
+    steps: Vec<Step>,
+) -> Vec<Event> {
+    steps
+        .into_iter()
+        .map(|step| {
+            let (path, work) = match step {
+                Step::Emit(change) => return Event::Emit(change),
+                Step::Descend {
+                    path, base_is_dir, ..
+                } => (path, Work::Level { base_is_dir }),
+                Step::Pair { path, .. } => (path, Work::Pair),
+            };
+            let (child_tx, child_rx) = bounded(1);
+            spawn_level(scope, shared, path, work, child_tx);
+            Event::Descend(child_rx)
+        })
+        .collect()
 }
 
 /// A [`Step::Pair`] on a worker: both directories reopened by path and compared, the change if

@@ -185,13 +185,17 @@ pub enum Mode {
     ReadAhead(ReadAhead),
 }
 
-/// Serial, default read-ahead, and a starved read-ahead that forces waiting on the budget.
+/// Serial, default read-ahead forced on from the first file (the adaptive default would read
+/// this warm test data serially), adaptive read-ahead, and a starved read-ahead that forces
+/// waiting on the budget.
 pub fn modes() -> Vec<Mode> {
     vec![
         Mode::Serial,
+        Mode::ReadAhead(ReadAhead::default().adaptive(false)),
         Mode::ReadAhead(ReadAhead::default()),
         Mode::ReadAhead(
             ReadAhead::default()
+                .adaptive(false)
                 .threads(3)
                 .memory_budget(64 << 10)
                 .chunk_size(4 << 10)

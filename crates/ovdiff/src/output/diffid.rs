@@ -2,7 +2,9 @@
 //!
 //! SHA-256 of a stream cannot be split across cores, so on a data-heavy layer it is the
 //! longest single job of a diff (about 0.5 s per GiB with SHA-NI). On its own thread it runs
-//! beside the reads and writes instead of after them. The thread is fed two ways:
+//! beside the reads and writes instead of after them. A parallel output starts it only once
+//! the tar passes [`HANDOFF`]: below that, a thread, its start and a copy of every byte cost
+//! more than hashing where the bytes already are. The thread is fed two ways:
 //! - compressed layers hand it the same shared 128 KiB blocks the compressor gets (no copy);
 //! - a plain tar goes to the destination straight from the writer's buffer, and the hash gets
 //!   a copy gathered into 1 MiB blocks whose buffers come back for reuse: one `memcpy` per
@@ -20,6 +22,10 @@ use super::OutputError;
 /// Bytes gathered before a plain tar's copy goes to the hashing thread.
 const COPY_BLOCK: usize = 1 << 20;
 
+/// Bytes a deferred hasher hashes on the writing thread before it hands the rest to a thread
+/// of its own (about 3 ms of SHA-256 here: a small layer never pays for the thread).
+const HANDOFF: u64 = 4 << 20;
+
 /// Blocks queued for the hashing thread before the writer waits: with [`COPY_BLOCK`], 16 MiB
 /// of a plain tar may be ahead of the hash.
 const QUEUED_BLOCKS: usize = 16;
@@ -36,6 +42,8 @@ pub(crate) enum Block {
 pub(crate) enum DiffHasher {
     /// On the writing thread.
     Inline(Sha256),
+    /// On the writing thread until [`HANDOFF`] bytes (counted here), then on a thread.
+    Deferred(Sha256, u64),
     /// On the `ovdiff-diffid` thread.
     Thread {
         blocks: Option<Sender<Block>>,
@@ -53,18 +61,23 @@ impl DiffHasher {
         DiffHasher::Inline(Sha256::new())
     }
 
-    /// Starts the hashing thread.
+    /// Hashes on the calling thread, and moves to a thread of its own once the stream is long
+    /// enough for that to pay ([`HANDOFF`]).
+    pub(crate) fn deferred() -> DiffHasher {
+        DiffHasher::Deferred(Sha256::new(), 0)
+    }
+
+    /// Starts the hashing thread, continuing the hash `h`.
     ///
     /// # Errors
     /// [`OutputError::Spawn`] when the thread cannot be started.
-    pub(crate) fn spawn() -> Result<DiffHasher, OutputError> {
+    fn spawn_from(mut h: Sha256) -> Result<DiffHasher, OutputError> {
         let (tx, rx) = crossbeam_channel::bounded::<Block>(QUEUED_BLOCKS);
         // Room for every buffer that can exist, so giving one back never blocks the hasher.
         let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(QUEUED_BLOCKS + 2);
         let handle = std::thread::Builder::new()
             .name("ovdiff-diffid".into())
             .spawn(move || {
-                let mut h = Sha256::new();
                 for block in rx {
                     match block {
                         Block::Shared(b) => h.update(&b[..]),
@@ -85,10 +98,24 @@ impl DiffHasher {
         })
     }
 
+    /// A deferred hasher about to take `len` more bytes moves to its thread when they take
+    /// it past [`HANDOFF`].
+    fn hand_off(&mut self, len: usize) -> Result<(), OutputError> {
+        if let DiffHasher::Deferred(h, hashed) = self {
+            *hashed += len as u64;
+            if *hashed > HANDOFF {
+                let h = std::mem::take(h);
+                *self = DiffHasher::spawn_from(h)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Hashes a block the compressor also holds.
     pub(crate) fn update_shared(&mut self, block: &Arc<Vec<u8>>) -> Result<(), OutputError> {
+        self.hand_off(block.len())?;
         match self {
-            DiffHasher::Inline(h) => {
+            DiffHasher::Inline(h) | DiffHasher::Deferred(h, _) => {
                 h.update(&block[..]);
                 Ok(())
             }
@@ -98,8 +125,9 @@ impl DiffHasher {
 
     /// Hashes bytes the caller keeps: directly when inline, else through a copy.
     pub(crate) fn update_copy(&mut self, mut bytes: &[u8]) -> Result<(), OutputError> {
+        self.hand_off(bytes.len())?;
         match self {
-            DiffHasher::Inline(h) => {
+            DiffHasher::Inline(h) | DiffHasher::Deferred(h, _) => {
                 h.update(bytes);
                 Ok(())
             }
@@ -137,7 +165,9 @@ impl DiffHasher {
     /// [`OutputError::WorkerLost`] when the thread died.
     pub(crate) fn finish(&mut self) -> Result<Digest, OutputError> {
         match self {
-            DiffHasher::Inline(h) => Ok(Digest::from_bytes(h.clone().finalize().into())),
+            DiffHasher::Inline(h) | DiffHasher::Deferred(h, _) => {
+                Ok(Digest::from_bytes(h.clone().finalize().into()))
+            }
             DiffHasher::Thread {
                 blocks,
                 staged,
@@ -185,7 +215,7 @@ mod tests {
             .map(|i| (i * 31 % 251) as u8)
             .collect();
         let mut inline = DiffHasher::inline();
-        let mut thread = DiffHasher::spawn().expect("spawn");
+        let mut thread = DiffHasher::spawn_from(Sha256::new()).expect("spawn");
         for piece in data.chunks(300_007) {
             inline.update_copy(piece).expect("inline");
             thread.update_copy(piece).expect("thread");
@@ -193,5 +223,35 @@ mod tests {
         let want = Digest::sha256(&data);
         assert_eq!(inline.finish().expect("inline"), want);
         assert_eq!(thread.finish().expect("thread"), want);
+    }
+
+    #[test]
+    fn a_deferred_hash_moves_to_its_thread_past_the_handoff_and_keeps_the_digest() {
+        let len = HANDOFF as usize + 3 * COPY_BLOCK + 777;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+        let mut small = DiffHasher::deferred();
+        small.update_copy(&data[..1000]).expect("small");
+        assert!(
+            matches!(small, DiffHasher::Deferred(..)),
+            "no thread for a small layer"
+        );
+        assert_eq!(
+            small.finish().expect("small"),
+            Digest::sha256(&data[..1000])
+        );
+
+        let mut copied = DiffHasher::deferred();
+        let mut shared = DiffHasher::deferred();
+        for piece in data.chunks(1 << 20) {
+            copied.update_copy(piece).expect("copy");
+            shared
+                .update_shared(&Arc::new(piece.to_vec()))
+                .expect("shared");
+        }
+        assert!(matches!(copied, DiffHasher::Thread { .. }), "handed off");
+        assert!(matches!(shared, DiffHasher::Thread { .. }), "handed off");
+        let want = Digest::sha256(&data);
+        assert_eq!(copied.finish().expect("copy"), want);
+        assert_eq!(shared.finish().expect("shared"), want);
     }
 }

@@ -94,7 +94,7 @@ impl OutputBuilder {
             }
         };
         let diff = if threads > 1 {
-            DiffHasher::spawn()?
+            DiffHasher::deferred()
         } else {
             DiffHasher::inline()
         };
