@@ -115,7 +115,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = tree.root().clone();
     fn with<W: Write>(w: ChangeWriter<W>, threads: usize, ra: &ReadAhead) -> ChangeWriter<W> {
         if threads > 0 {
-            w.read_ahead(ra.clone().threads(threads))
+            // Forced on from the first file, so a warm cache still measures the pool.
+            w.read_ahead(ra.clone().threads(threads).adaptive(false))
         } else {
             w
         }
