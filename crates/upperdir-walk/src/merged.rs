@@ -618,7 +618,9 @@ impl<'a, B: Tree> MergedDir<'a, B> {
     /// a name whose lookup then fails).
     fn list_merged(&self) -> Result<Vec<DirEntryName>, OverlayError> {
         let format = self.ctx.settings.whiteouts;
-        let mut resolved: Vec<(Box<[u8]>, Option<Resolved>, Option<FileType>)> = Vec::new();
+        // (name, its resolution unless deferred, its type when known)
+        type Listed = (Box<[u8]>, Option<Resolved>, Option<FileType>);
+        let mut resolved: Vec<Listed> = Vec::new();
         if let Some(upper) = &self.upper {
             let slots = whiteout::list_slots(format, self.ctx.settings.namespace, upper)?;
             for slot in slots {
