@@ -3,14 +3,15 @@
 //!
 //! [`LayerStack`] implements [`fs_change::Tree`]: a differ walks or looks paths up in it as in
 //! any directory, and sees what a read-only `mount -t overlay -o lowerdir=L1:L2:…` would show.
-//! It is the crate's one merge ([`crate::merged`]) folded over the layers: each layer is merged
-//! over the stack of the layers below it, the bottom one over nothing, so every rule (topmost
-//! wins, whiteouts in every encoding hide, opaque stops descent, redirects, metacopy data) is
-//! the one the upperdir walk uses for an upper over its base. As the kernel's `ovl_lookup`,
-//! a stack layer checks a directory's markers when it is looked up, reads none in the bottom
-//! layer, refuses a redirect when redirects are not followed and a metacopy file when metacopy
-//! is off (`PermissionDenied`), and finds the data of a metacopy file with an absolute
-//! redirect in the data-only layers when the regular ones lack it.
+//! It is the crate's one merge (that of [`crate::MergedView`]) folded over the layers: each
+//! layer is merged over the stack of the layers below it, the bottom one over nothing, so every
+//! rule (topmost wins, whiteouts in every encoding hide, opaque stops descent, redirects,
+//! metacopy data) is the one the upperdir walk uses for an upper over its base. As the kernel's
+//! `ovl_lookup`, a stack layer checks a directory's merge when it is looked up, reads no markers
+//! in the bottom layer, refuses a redirect when redirects are not followed and a metacopy file
+//! when metacopy is off (`PermissionDenied`), and finds the data of a metacopy file with an
+//! absolute redirect in the data-only layers when the regular ones lack it. Private xattrs of
+//! the chosen namespace are hidden and `overlay.overlay.X` shows as `overlay.X`.
 //!
 //! [`WhiteoutFormat::Aufs`] reads layers extracted AUFS/OCI style instead: `.wh.NAME` files,
 //! `.wh..wh..opq` opaque markers (also on a layer root), other `.wh..wh.*` metadata hidden.
