@@ -54,6 +54,15 @@
 //! - `index=on` / `nfs_export` hazards ([`Index`]) stop the walk with
 //!   [`OverlayError::NeedsFallback`].
 //!
+//! # One overlay model
+//! The overlay merge rules exist once, in the merge of one layer directory over a base
+//! [`Tree`] (module `merged`). [`MergedView`] is the upperdir over the diff's base; the fast
+//! walk uses its directories for its base lookups and hands opaque and redirected subtrees to
+//! the naive rules on it. [`LayerStack`] is the same merge folded over lowerdirs: each layer
+//! over the stack below it. So an upperdir's merged view is the stack with the upper on top,
+//! and redirect following, metacopy data origins, opaque decisions, merged listings and
+//! private-xattr hiding are each one function.
+//!
 //! # Known gap of the naive differ: split hardlinks
 //! With `index=off`, copying up one name of a base hardlink group (a `chown` to the same owner is
 //! enough) breaks the link in the merged view. This differ reports that copy-up as `Modify` even

@@ -249,9 +249,9 @@ fn run_job<'a, B: Tree>(shared: &Shared<'_, 'a, B>, job: Job<'a, B>) -> Level {
                 .ok_or_else(|| vanished(ctx.upper.display_path(&path)))?;
             let lower = match base_is_dir {
                 true => Some(
-                    ctx.base
+                    ctx.base()
                         .open_dir(&path)?
-                        .ok_or_else(|| vanished(ctx.base.display_path(&path)))?,
+                        .ok_or_else(|| vanished(ctx.base().display_path(&path)))?,
                 ),
                 false => None,
             };

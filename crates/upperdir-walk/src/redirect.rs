@@ -8,8 +8,9 @@
 //! `ovl_get_redirect`). The merged directory is the upper one merged over that lower one, so an
 //! upperdir walk that ignores the redirect loses every unmodified child (moby/buildkit#2490).
 //!
-//! [`Redirect::parse`] is the one validation of a redirect value: the upperdir merge
-//! ([`crate::MergedView`]) and the layer stack ([`crate::stack`]) both read values through it.
+//! [`Redirect::parse`] is the one validation of a redirect value, and the one merge
+//! ([`crate::MergedView`], of which the layer stack [`crate::stack`] is a fold) the one place
+//! that follows it.
 
 use fs_change::order::join;
 

@@ -23,6 +23,26 @@ pub(crate) struct Settings {
     /// Stop at a directory whose kernel markers are all in the other namespace
     /// ([`crate::OverlayError::ForeignNamespace`]) instead of reading them as user xattrs.
     pub(crate) refuse_foreign: bool,
+    /// Which merge these settings drive.
+    pub(crate) role: Role,
+}
+
+/// Where a merge ([`crate::merged`]) sits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// An upperdir over the base a diff was given ([`crate::OverlayDiff`]).
+    #[default]
+    Upper,
+    /// One lowerdir of a [`crate::LayerStack`] over the layers below it. A directory's markers
+    /// are checked when it is looked up, as the kernel's `ovl_lookup` does, and what the kernel
+    /// refuses is an error of that lookup.
+    Lower {
+        /// The lowest regular layer: its directories' markers are not read (the kernel's
+        /// `last`).
+        bottom: bool,
+        /// `metacopy=on`; when off, a metacopy file is refused.
+        follow_metacopy: bool,
+    },
 }
 
 impl Settings {
@@ -31,5 +51,11 @@ impl Settings {
             metacopy: true,
             ..Settings::default()
         }
+    }
+
+    /// Private xattrs are hidden and escaped ones unescaped in the merged view; AUFS layers
+    /// have no private xattrs, so theirs show as stored.
+    pub(crate) fn hides_private(&self) -> bool {
+        self.whiteouts != WhiteoutFormat::Aufs
     }
 }

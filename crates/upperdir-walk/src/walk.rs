@@ -333,7 +333,7 @@ pub(crate) fn run_subtree<B: Tree, S: ChangeSink + ?Sized>(
         lower_links: HashMap::new(),
         lower_groups: Vec::new(),
     };
-    let result = NaiveDiff::new(ctx.base, &view)
+    let result = NaiveDiff::new(ctx.base(), &view)
         .strict(ctx.settings.same.strict)
         .threads(threads)
         .subtree(path)

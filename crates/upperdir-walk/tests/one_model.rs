@@ -40,6 +40,13 @@ fn snapshot<D: TreeDir>(dir: &D, out: &mut Vec<Entry>) {
         };
         let size = if meta.is_dir() { 0 } else { meta.size };
         let xattrs = dir.xattrs(&e.name).expect("xattrs");
+        for (attr, value) in &xattrs {
+            // Each listed (visible) name reads back its value: an unescaped `overlay.overlay.X`
+            // too, by the name the listing shows.
+            let c = std::ffi::CString::new(attr.clone()).expect("xattr names have no NUL");
+            let got = dir.xattr(&e.name, &c).expect("xattr");
+            assert_eq!(got.as_deref(), Some(&value[..]), "{path}: {c:?} as listed");
+        }
         out.push((
             path,
             meta.file_type(),

@@ -3,30 +3,22 @@
 //!
 //! [`LayerStack`] implements [`fs_change::Tree`]: a differ walks or looks paths up in it as in
 //! any directory, and sees what a read-only `mount -t overlay -o lowerdir=L1:L2:…` would show.
-//! Lookups follow the kernel's `ovl_lookup` (fs/overlayfs/namei.c) layer by layer:
-//!
-//! - the topmost layer holding a name decides what it is; a 0/0 character device, or a
-//!   zero-size regular file carrying the private `overlay.whiteout` xattr, hides it;
-//! - a directory merges with the directories of the same name below it until one is opaque
-//!   (`overlay.opaque` = `y`; `x` only marks a directory holding xattr whiteouts) or a
-//!   non-directory or whiteout is met;
-//! - `overlay.redirect` on a directory (a sibling name, or an absolute path from the layer
-//!   root) moves the lookup in the layers below; with redirects off, meeting one is an error,
-//!   as the kernel's `EPERM`;
-//! - a regular file with `overlay.metacopy` takes its metadata from itself and its data from
-//!   the next regular file below (or, through an absolute redirect, from a data-only layer);
-//! - private xattrs of the chosen namespace are hidden from [`TreeDir::xattrs`] and
-//!   `overlay.overlay.X` shows as `overlay.X`.
-//!
-//! The same rules, for the upperdir on top, are what [`crate::MergedView`] computes; both take
-//! their vocabulary from [`fs_change::whiteout`] and [`fs_change::overlay`] and their redirect
-//! validation from one parser.
+//! It is the crate's one merge (that of [`crate::MergedView`]) folded over the layers: each
+//! layer is merged over the stack of the layers below it, the bottom one over nothing, so every
+//! rule (topmost wins, whiteouts in every encoding hide, opaque stops descent, redirects,
+//! metacopy data) is the one the upperdir walk uses for an upper over its base. As the kernel's
+//! `ovl_lookup`, a stack layer checks a directory's merge when it is looked up, reads no markers
+//! in the bottom layer, refuses a redirect when redirects are not followed and a metacopy file
+//! when metacopy is off (`PermissionDenied`), and finds the data of a metacopy file with an
+//! absolute redirect in the data-only layers when the regular ones lack it. Private xattrs of
+//! the chosen namespace are hidden and `overlay.overlay.X` shows as `overlay.X`.
 //!
 //! [`WhiteoutFormat::Aufs`] reads layers extracted AUFS/OCI style instead: `.wh.NAME` files,
-//! `.wh..wh..opq` opaque markers, other `.wh..wh.*` metadata hidden. [`WhiteoutFormat::Xattr`]
-//! reads gVisor-style layers: a directory hides the name `NAME` in the layers below it with the
-//! private xattr `overlay.whiteout.NAME` = `y`. [`WhiteoutFormat::FuseOverlayfs`] names how an
-//! upperdir was written; its lowers are ordinary overlay lowers, read with the kernel rules.
+//! `.wh..wh..opq` opaque markers (also on a layer root), other `.wh..wh.*` metadata hidden.
+//! [`WhiteoutFormat::Xattr`] reads gVisor-style layers: a directory hides the name `NAME` in
+//! the layers below it with the private xattr `overlay.whiteout.NAME` = `y`.
+//! [`WhiteoutFormat::FuseOverlayfs`] names how an upperdir was written; its lowers are ordinary
+//! overlay lowers, read with the kernel rules.
 //!
 //! ```no_run
 //! use fs_change::{Tree, TreeDir};
@@ -42,15 +34,16 @@
 //! ```
 
 mod dir;
-mod lookup;
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fs_change::overlay::Namespace;
-use fs_change::{FsError, Root, Tree, TreeDir};
-use rustix::fs::OFlags;
+use fs_change::{DirTree, FsError, Root, Tree};
+
+use crate::merged::{Ctx, MergedView};
+use crate::redirect::Redirects;
+use crate::settings::{Role, Settings};
 
 pub use dir::StackDir;
 pub use fs_change::WhiteoutFormat;
@@ -79,17 +72,79 @@ impl From<StackError> for std::io::Error {
     }
 }
 
-/// What every directory of a stack shares.
+/// What a stack was configured with.
 #[derive(Debug, Clone)]
-pub(crate) struct Shared {
+struct Config {
     /// Regular layers, topmost first.
-    pub layers: Vec<Arc<Root>>,
+    layers: Vec<Arc<Root>>,
     /// Data-only layers, searched only for metacopy data.
-    pub data: Vec<Arc<Root>>,
-    pub format: WhiteoutFormat,
-    pub namespace: Namespace,
-    pub follow_redirects: bool,
-    pub metacopy: bool,
+    data: Vec<Arc<Root>>,
+    format: WhiteoutFormat,
+    namespace: Namespace,
+    follow_redirects: bool,
+    metacopy: bool,
+}
+
+/// The layers below one stack layer, merged: nothing under the bottom one.
+#[derive(Debug)]
+pub(crate) enum Below {
+    Nothing,
+    Layer(MergedView<'static, Below>),
+}
+
+impl Below {
+    /// The stack of `config`'s layers, each merged over the ones below it.
+    fn fold(config: &Config) -> Below {
+        let data: Vec<DirTree> = config
+            .data
+            .iter()
+            .cloned()
+            .map(DirTree::from_root)
+            .collect();
+        let whiteouts = match config.format {
+            WhiteoutFormat::FuseOverlayfs => WhiteoutFormat::Kernel,
+            format => format,
+        };
+        let redirects = match config.follow_redirects {
+            true => Redirects::Follow,
+            false => Redirects::Fallback,
+        };
+        let mut below = Below::Nothing;
+        for (i, root) in config.layers.iter().enumerate().rev() {
+            let settings = Settings {
+                namespace: config.namespace,
+                whiteouts,
+                redirects,
+                role: Role::Lower {
+                    bottom: i + 1 == config.layers.len(),
+                    follow_metacopy: config.metacopy,
+                },
+                ..Settings::new()
+            };
+            let upper = DirTree::from_root(root.clone());
+            let ctx = Ctx::layer(below, upper, settings, data.clone());
+            below = Below::Layer(MergedView::from_ctx(Arc::new(ctx)));
+        }
+        below
+    }
+}
+
+impl Tree for Below {
+    type Dir = StackDir;
+
+    fn open_dir(&self, path: &[u8]) -> Result<Option<StackDir>, FsError> {
+        match self {
+            Below::Nothing => Ok(None),
+            Below::Layer(view) => Ok(view.open_dir(path)?.map(StackDir::new)),
+        }
+    }
+
+    fn display_path(&self, path: &[u8]) -> PathBuf {
+        match self {
+            Below::Nothing => PathBuf::from(String::from_utf8_lossy(path).into_owned()),
+            Below::Layer(view) => view.display_path(path),
+        }
+    }
 }
 
 /// A read-only merge of overlay lowerdirs, topmost first. See the [module docs](self).
@@ -99,7 +154,8 @@ pub(crate) struct Shared {
 /// gives; layers without redirects or metacopy files look the same either way).
 #[derive(Debug, Clone)]
 pub struct LayerStack {
-    shared: Arc<Shared>,
+    config: Arc<Config>,
+    top: Arc<Below>,
 }
 
 fn open_layer(path: &Path) -> Result<Arc<Root>, StackError> {
@@ -120,20 +176,23 @@ impl LayerStack {
             .iter()
             .map(|p| open_layer(p.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
+        let config = Config {
+            layers,
+            data: Vec::new(),
+            format: WhiteoutFormat::Kernel,
+            namespace: Namespace::Trusted,
+            follow_redirects: true,
+            metacopy: true,
+        };
         Ok(LayerStack {
-            shared: Arc::new(Shared {
-                layers,
-                data: Vec::new(),
-                format: WhiteoutFormat::Kernel,
-                namespace: Namespace::Trusted,
-                follow_redirects: true,
-                metacopy: true,
-            }),
+            top: Arc::new(Below::fold(&config)),
+            config: Arc::new(config),
         })
     }
 
-    fn edit(mut self, f: impl FnOnce(&mut Shared)) -> LayerStack {
-        f(Arc::make_mut(&mut self.shared));
+    fn edit(mut self, f: impl FnOnce(&mut Config)) -> LayerStack {
+        f(Arc::make_mut(&mut self.config));
+        self.top = Arc::new(Below::fold(&self.config));
         self
     }
 
@@ -174,7 +233,7 @@ impl LayerStack {
 
     /// The regular layer directories, topmost first.
     pub fn layers(&self) -> impl Iterator<Item = &Path> {
-        self.shared.layers.iter().map(|r| r.path())
+        self.config.layers.iter().map(|r| r.path())
     }
 
     /// Opens the merged root directory.
@@ -182,22 +241,15 @@ impl LayerStack {
     /// # Errors
     /// A layer root can no longer be opened.
     pub fn open_root(&self) -> Result<StackDir, FsError> {
-        let mut parts = Vec::with_capacity(self.shared.layers.len());
-        for (layer, root) in self.shared.layers.iter().enumerate() {
-            let fd = root.open_beneath(b"", OFlags::RDONLY | OFlags::DIRECTORY)?;
-            let opaque = self.shared.format == WhiteoutFormat::Aufs
-                && lookup::aufs_opaque(fd.as_fd(), || root.display_path(b""))?;
-            parts.push(lookup::Part {
-                layer,
-                fd,
-                real: Box::default(),
-            });
-            // The kernel never makes the overlay root opaque; an OCI layer's root marker does.
-            if opaque {
-                break;
-            }
+        match &*self.top {
+            Below::Layer(view) => view.root().map(StackDir::new).map_err(|e| view.fail(e)),
+            // `open` refuses an empty stack.
+            Below::Nothing => Err(FsError::io(
+                "open",
+                PathBuf::new(),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )),
         }
-        Ok(StackDir::new(self.shared.clone(), Box::default(), parts))
     }
 }
 
@@ -205,18 +257,11 @@ impl Tree for LayerStack {
     type Dir = StackDir;
 
     fn open_dir(&self, path: &[u8]) -> Result<Option<StackDir>, FsError> {
-        let mut dir = self.open_root()?;
-        for comp in path.split(|&c| c == b'/').filter(|c| !c.is_empty()) {
-            match dir.open_dir(comp)? {
-                Some(next) => dir = next,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(dir))
+        self.top.open_dir(path)
     }
 
     fn display_path(&self, path: &[u8]) -> PathBuf {
-        match self.shared.layers.first() {
+        match self.config.layers.first() {
             Some(top) => top.display_path(path),
             None => PathBuf::from(String::from_utf8_lossy(path).into_owned()),
         }
