@@ -118,10 +118,7 @@ impl Uploader {
         let info = client
             .info(req)
             .await
-            .map_err(|status| PluginError::Containerd {
-                op: "content.Info",
-                status,
-            })?
+            .map_err(refused("content.Info"))?
             .into_inner();
         let has = info
             .info
@@ -145,10 +142,7 @@ impl Uploader {
         client
             .update(req)
             .await
-            .map_err(|status| PluginError::Containerd {
-                op: "content.Update",
-                status,
-            })?;
+            .map_err(refused("content.Update"))?;
         Ok(())
     }
 
@@ -165,10 +159,7 @@ impl Uploader {
         LeasesClient::new(self.channel.clone())
             .create(req)
             .await
-            .map_err(|status| PluginError::Containerd {
-                op: "leases.Create",
-                status,
-            })?;
+            .map_err(refused("leases.Create"))?;
         Ok(id)
     }
 
@@ -318,11 +309,13 @@ async fn next(
     match responses.message().await {
         Ok(Some(msg)) => Ok(msg.offset),
         Ok(None) => Err(PluginError::StreamEnded { op }),
-        Err(status) => Err(PluginError::Containerd {
-            op: "content.Write",
-            status,
-        }),
+        Err(status) => Err(refused("content.Write")(status)),
     }
+}
+
+/// Turns the error status of call `op` into [`PluginError::Containerd`].
+fn refused(op: &'static str) -> impl FnOnce(tonic::Status) -> PluginError {
+    move |status| PluginError::Containerd { op, status }
 }
 
 fn insert<T>(
