@@ -24,6 +24,29 @@ where
         .expect("run ovdiff")
 }
 
+/// `ovdiff diff --base BASE --tree NEW`, then `extra`: a naive diff of two plain trees.
+pub fn diff_trees(base: &Path, new: &Path, extra: &[&str]) -> Output {
+    ovdiff(
+        ["diff", "--base", p(base), "--tree", p(new)]
+            .iter()
+            .chain(extra),
+    )
+}
+
+/// `ovdiff diff --upper UPPER --base BASE`, then `extra`: a diff of an upperdir over its base.
+pub fn diff_upper(upper: &Path, base: &Path, extra: &[&str]) -> Output {
+    ovdiff(
+        ["diff", "--upper", p(upper), "--base", p(base)]
+            .iter()
+            .chain(extra),
+    )
+}
+
+/// `ovdiff apply -i LAYER DIR --xattrs all`: applies `layer` onto `dir`, every xattr kept.
+pub fn apply_all(layer: &Path, dir: &Path) -> Output {
+    ovdiff(["apply", "-i", p(layer), p(dir), "--xattrs", "all"])
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
