@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_ok, diff_trees, ovdiff, p, stderr, BIN};
+use common::{assert_ok, diff_trees, p, stderr, BIN};
 use treegen::TreeBuilder;
 
 /// A base and a new tree differing by one modified and one added file.
