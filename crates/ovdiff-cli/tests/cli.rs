@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{apply_all, assert_ok, diff_trees, diff_upper, ovdiff, p, stderr, BIN};
+use common::{apply_all, assert_ok, base_and_new, diff_trees, diff_upper, ovdiff, p, stderr, BIN};
 use treegen::{
     apply_mutations, diff_snapshots, snapshot_copy, GenSpec, MountOptions, MutationSpec,
     OverlayMount, SnapshotOptions, TreeBuilder, TreeSnapshot,
@@ -570,9 +570,7 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// A base and a new tree: `etc/hosts` modified, `gone` deleted, a non-UTF-8 name added.
 fn two_trees() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    let new = tmp.path().join("new");
+    let (tmp, base, new) = base_and_new();
     TreeBuilder::new(&base)
         .file("etc/hosts", "127.0.0.1 localhost\n", 0o644)
         .mtime("etc/hosts", 1_600_000_000, 0)
@@ -628,9 +626,7 @@ fn changes_lists_kinds_and_json_keeps_non_utf8_paths() {
 
 #[test]
 fn changes_lines_escape_names_unambiguously() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    let new = tmp.path().join("new");
+    let (_tmp, base, new) = base_and_new();
     std::fs::create_dir_all(&base).expect("mkdir");
     // A newline, its escaped spelling, a non-UTF-8 byte and the replacement character: raw or
     // lossy printing would split a line or print two names the same.

@@ -10,14 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_ok, diff_trees, p, stderr, BIN};
+use common::{assert_ok, base_and_new, diff_trees, p, stderr, BIN};
 use treegen::TreeBuilder;
 
 /// A base and a new tree differing by one modified and one added file.
 fn trees() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    let new = tmp.path().join("new");
+    let (tmp, base, new) = base_and_new();
     TreeBuilder::new(&base)
         .file("etc/hosts", "127.0.0.1 localhost\n", 0o644)
         .mtime("etc/hosts", 1_600_000_000, 0)

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// The binary under test.
@@ -22,6 +22,13 @@ where
         .stdin(Stdio::null())
         .output()
         .expect("run ovdiff")
+}
+
+/// A temporary directory and the paths `base` and `new` in it, for the caller to build.
+pub fn base_and_new() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (base, new) = (tmp.path().join("base"), tmp.path().join("new"));
+    (tmp, base, new)
 }
 
 /// `ovdiff diff --base BASE --tree NEW`, then `extra`: a naive diff of two plain trees.
