@@ -175,11 +175,9 @@ impl Uploader {
         insert(&mut req, NAMESPACE_HEADER, ns)?;
         insert(&mut req, LEASE_HEADER, lease)?;
         let first = WriteContentRequest {
-            action: WriteAction::Stat as i32,
-            r#ref: reference.to_string(),
             total: size_i64(blob.size),
             expected: blob.digest.clone(),
-            ..Default::default()
+            ..message(WriteAction::Stat, reference, 0)
         };
         // The first message must be queued before the call starts, or the stream opens empty.
         send(&tx, first).await?;
@@ -216,14 +214,12 @@ impl Uploader {
             if n == 0 {
                 break;
             }
+            let data = buf[..n].to_vec();
             send(
                 &tx,
                 WriteContentRequest {
-                    action: WriteAction::Write as i32,
-                    r#ref: reference.to_string(),
-                    offset: size_i64(offset),
-                    data: buf[..n].to_vec(),
-                    ..Default::default()
+                    data,
+                    ..message(WriteAction::Write, reference, offset)
                 },
             )
             .await?;
@@ -242,13 +238,10 @@ impl Uploader {
         send(
             &tx,
             WriteContentRequest {
-                action: WriteAction::Commit as i32,
-                r#ref: reference.to_string(),
-                offset: size_i64(offset),
                 total: size_i64(size),
                 expected: digest,
                 labels,
-                ..Default::default()
+                ..message(WriteAction::Commit, reference, offset)
             },
         )
         .await?;
@@ -288,6 +281,16 @@ fn already_exists_or(status: tonic::Status, op: &'static str) -> Result<Stored, 
         Ok(Stored::Existed)
     } else {
         Err(PluginError::Containerd { op, status })
+    }
+}
+
+/// A `Write` stream message: `action` on ingest `reference` at `offset`, other fields empty.
+fn message(action: WriteAction, reference: &str, offset: u64) -> WriteContentRequest {
+    WriteContentRequest {
+        action: action as i32,
+        r#ref: reference.to_string(),
+        offset: size_i64(offset),
+        ..Default::default()
     }
 }
 
