@@ -104,25 +104,23 @@ impl Root {
     /// # Errors
     /// Any other failure (`EACCES`, `EMFILE`, …).
     pub fn open_dir(&self, rel: &[u8]) -> Result<Option<OwnedFd>, FsError> {
-        match self.open_beneath(rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc_errno::ENOENT) | Some(libc_errno::ENOTDIR) | Some(libc_errno::ELOOP)
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        self.open_dir_with(rel, OFlags::RDONLY)
     }
 
     /// Opens the parent directory of `rel` (`O_PATH`), returning it with the last component.
     fn open_parent<'p>(&self, rel: &'p [u8]) -> Result<Option<(OwnedFd, &'p [u8])>, FsError> {
         let (parent, name) = split_parent(rel);
-        match self.open_beneath(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
-            Ok(fd) => Ok(Some((fd, name))),
+        Ok(self
+            .open_dir_with(parent, OFlags::PATH)?
+            .map(|fd| (fd, name)))
+    }
+
+    /// Opens the directory at `rel` with `flags` (plus `O_DIRECTORY | O_NOFOLLOW`); `Ok(None)`
+    /// when it is missing, is not a directory, or a component on the way is a symlink or not a
+    /// directory.
+    fn open_dir_with(&self, rel: &[u8], flags: OFlags) -> Result<Option<OwnedFd>, FsError> {
+        match self.open_beneath(rel, flags | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
+            Ok(fd) => Ok(Some(fd)),
             Err(e)
                 if matches!(
                     e.raw_os_error(),

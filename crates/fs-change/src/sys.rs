@@ -136,10 +136,11 @@ pub fn read_link_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     Ok(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
 }
 
-/// The `/proc/self/fd/N/NAME` path that names `name` inside the directory open as `dir`, so
-/// that `l*xattr` calls act on any entry type (symlinks, devices and fifos cannot be opened
-/// `O_RDONLY` for `fgetxattr`): the fallback for kernels without `getxattrat`.
-fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
+/// The `/proc/self/fd/N/NAME` path that names `name` inside the directory open as `dir` (the
+/// directory itself when `name` is empty), short whatever the entry's depth: for the calls
+/// with no `*at` form — `l*xattr` on any entry type (symlinks, devices and fifos cannot be
+/// opened `O_RDONLY` for `fgetxattr`; the fallback for kernels without `getxattrat`), `bind`.
+pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
     let mut p = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
     if !name.is_empty() {
         p.push(b'/');

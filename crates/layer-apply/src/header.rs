@@ -5,7 +5,7 @@ use std::io;
 use rustix::fs::{Gid, Timespec, Timestamps, Uid};
 
 use crate::error::EntryError;
-use crate::tar_stream::PaxRecords;
+use crate::tar_stream::{octal, trim_padding, PaxRecords};
 
 /// PAX record prefix carrying an xattr (`SCHILY.xattr.NAME=VALUE`, as GNU tar, Go and
 /// containerd write them).
@@ -145,24 +145,7 @@ pub(crate) fn numeric(field: &[u8]) -> io::Result<u64> {
             return Ok(v);
         }
     }
-    let trim = |b: &u8| *b == b' ' || *b == 0;
-    let start = field.iter().position(|b| !trim(b)).unwrap_or(field.len());
-    let end = field
-        .iter()
-        .rposition(|b| !trim(b))
-        .map_or(start, |i| i + 1);
-    let digits = &field[start..end];
-    let mut v: u64 = 0;
-    for &d in digits {
-        if !(b'0'..=b'7').contains(&d) {
-            return Err(bad("not an octal number"));
-        }
-        v = v
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(u64::from(d - b'0')))
-            .ok_or_else(|| bad("octal number too large"))?;
-    }
-    Ok(v)
+    octal(trim_padding(field)).map_err(bad)
 }
 
 /// Parses a PAX time: `[-]SECONDS[.FRACTION]`, as Go's `archive/tar` writes it

@@ -1,12 +1,12 @@
 //! Applying an entry's xattrs under the policy: filtering, setting, and removing stale ones.
 
-use std::ffi::{CString, OsStr};
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::ffi::CString;
+use std::os::fd::BorrowedFd;
 
 use rustix::fs::XattrFlags;
 use rustix::io::Errno;
+
+pub(crate) use fs_change::sys::proc_path;
 
 use crate::error::EntryError;
 use crate::options::{TrustedXattrs, XattrFailure, XattrPolicy};
@@ -104,16 +104,6 @@ impl Target<'_> {
             ),
         }
     }
-}
-
-/// The `/proc/self/fd/N/NAME` path naming `name` inside the directory open as `dir`.
-pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
-    let mut p = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
-    if !name.is_empty() {
-        p.push(b'/');
-        p.extend_from_slice(name);
-    }
-    PathBuf::from(OsStr::from_bytes(&p))
 }
 
 /// Sets the selected attributes on `target`, counting them in `stats`, and records a warning

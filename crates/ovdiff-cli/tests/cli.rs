@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{assert_ok, ovdiff, p, stderr, BIN};
+use common::{apply_all, assert_ok, base_and_new, diff_trees, diff_upper, ovdiff, p, stderr, BIN};
 use treegen::{
     apply_mutations, diff_snapshots, snapshot_copy, GenSpec, MountOptions, MutationSpec,
     OverlayMount, SnapshotOptions, TreeBuilder, TreeSnapshot,
@@ -243,19 +243,11 @@ fn diff_applied_by_ovdiff_and_by_gnu_tar_reproduces_the_merged_view() {
     };
     let layer = s.path("layer.tar");
     let desc = s.path("desc.json");
-    let o = ovdiff([
-        "diff",
-        "--upper",
-        p(&s.upper),
-        "--base",
-        p(&s.base),
-        "--xattrs",
-        "all",
-        "-o",
-        p(&layer),
-        "--descriptor",
-        p(&desc),
-    ]);
+    let o = diff_upper(
+        &s.upper,
+        &s.base,
+        &["--xattrs", "all", "-o", p(&layer), "--descriptor", p(&desc)],
+    );
     assert_ok(&o);
     let err = stderr(&o);
     assert!(err.contains("overlay differ:"), "{err}");
@@ -292,7 +284,7 @@ fn diff_applied_by_ovdiff_and_by_gnu_tar_reproduces_the_merged_view() {
     );
 
     let via_ovdiff = s.base_copy("via-ovdiff");
-    let a = ovdiff(["apply", "-i", p(&layer), p(&via_ovdiff), "--xattrs", "all"]);
+    let a = apply_all(&layer, &via_ovdiff);
     assert_ok(&a);
     s.assert_reproduced(&via_ovdiff, "ovdiff apply");
 
@@ -302,19 +294,18 @@ fn diff_applied_by_ovdiff_and_by_gnu_tar_reproduces_the_merged_view() {
 
     // The naive differ over the userspace merged view writes the same bytes.
     let naive_layer = s.path("naive.tar");
-    let n = ovdiff([
-        "diff",
-        "--upper",
-        p(&s.upper),
-        "--base",
-        p(&s.base),
-        "--differ",
-        "naive",
-        "--xattrs",
-        "all",
-        "-o",
-        p(&naive_layer),
-    ]);
+    let n = diff_upper(
+        &s.upper,
+        &s.base,
+        &[
+            "--differ",
+            "naive",
+            "--xattrs",
+            "all",
+            "-o",
+            p(&naive_layer),
+        ],
+    );
     assert_ok(&n);
     assert!(stderr(&n).contains("naive differ:"), "{}", stderr(&n));
     assert_eq!(
@@ -331,19 +322,11 @@ fn layer_in_overlay_form_mounts_to_the_merged_view() {
         return;
     };
     let layer = s.path("layer.tar");
-    assert_ok(&ovdiff([
-        "diff",
-        "--upper",
-        p(&s.upper),
-        "--base",
-        p(&s.base),
-        "--opaque",
-        "marker",
-        "--xattrs",
-        "all",
-        "-o",
-        p(&layer),
-    ]));
+    assert_ok(&diff_upper(
+        &s.upper,
+        &s.base,
+        &["--opaque", "marker", "--xattrs", "all", "-o", p(&layer)],
+    ));
     let fresh = s.path("fresh-upper");
     std::fs::create_dir(&fresh).expect("mkdir");
     assert_ok(&ovdiff([
@@ -448,16 +431,9 @@ fn auto_falls_back_with_a_reason_for_index_on() {
         return;
     };
     assert!(s.options.contains("index=on"), "{}", s.options);
+    let diff = |extra: &[&str]| ovdiff(["diff", "--mount-options", &s.options].iter().chain(extra));
     let layer = s.path("layer.tar");
-    let o = ovdiff([
-        "diff",
-        "--mount-options",
-        &s.options,
-        "--xattrs",
-        "all",
-        "-o",
-        p(&layer),
-    ]);
+    let o = diff(&["--xattrs", "all", "-o", p(&layer)]);
     assert_ok(&o);
     let err = stderr(&o);
     assert!(
@@ -465,14 +441,7 @@ fn auto_falls_back_with_a_reason_for_index_on() {
         "the summary says why: {err}"
     );
     let applied = s.base_copy("applied");
-    assert_ok(&ovdiff([
-        "apply",
-        "-i",
-        p(&layer),
-        p(&applied),
-        "--xattrs",
-        "all",
-    ]));
+    assert_ok(&apply_all(&layer, &applied));
     s.assert_reproduced(&applied, "index=on fallback layer");
 
     // `changes` falls back the same way.
@@ -482,15 +451,7 @@ fn auto_falls_back_with_a_reason_for_index_on() {
 
     // The overlay differ refuses instead, naming the reason, and leaves no file behind.
     let refused = s.path("refused.tar");
-    let o = ovdiff([
-        "diff",
-        "--mount-options",
-        &s.options,
-        "--differ",
-        "overlay",
-        "-o",
-        p(&refused),
-    ]);
+    let o = diff(&["--differ", "overlay", "-o", p(&refused)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("index=on"), "{}", stderr(&o));
     assert!(!refused.exists());
@@ -609,9 +570,7 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// A base and a new tree: `etc/hosts` modified, `gone` deleted, a non-UTF-8 name added.
 fn two_trees() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    let new = tmp.path().join("new");
+    let (tmp, base, new) = base_and_new();
     TreeBuilder::new(&base)
         .file("etc/hosts", "127.0.0.1 localhost\n", 0o644)
         .mtime("etc/hosts", 1_600_000_000, 0)
@@ -667,9 +626,7 @@ fn changes_lists_kinds_and_json_keeps_non_utf8_paths() {
 
 #[test]
 fn changes_lines_escape_names_unambiguously() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    let new = tmp.path().join("new");
+    let (_tmp, base, new) = base_and_new();
     std::fs::create_dir_all(&base).expect("mkdir");
     // A newline, its escaped spelling, a non-UTF-8 byte and the replacement character: raw or
     // lossy printing would split a line or print two names the same.
@@ -748,7 +705,7 @@ fn source_date_epoch_from_the_environment_or_the_flag_clamps_mtimes() {
 #[test]
 fn usage_errors_exit_2() {
     let (_tmp, base, new) = two_trees();
-    let cases: Vec<Vec<&str>> = vec![
+    let mut cases: Vec<Vec<&str>> = vec![
         vec!["diff"],
         vec!["frobnicate"],
         vec!["diff", "--upper", p(&new)],
@@ -762,48 +719,20 @@ fn usage_errors_exit_2() {
             "--lower",
             p(&base),
         ],
-        vec![
-            "diff",
-            "--base",
-            p(&base),
-            "--tree",
-            p(&new),
-            "--compress",
-            "lz4",
-        ],
-        vec![
-            "diff",
-            "--base",
-            p(&base),
-            "--tree",
-            p(&new),
-            "--level",
-            "3",
-        ],
-        vec![
-            "diff",
-            "--base",
-            p(&base),
-            "--tree",
-            p(&new),
-            "--compress",
-            "gzip",
-            "--level",
-            "10",
-        ],
-        vec![
-            "diff",
-            "--base",
-            p(&base),
-            "--tree",
-            p(&new),
-            "--differ",
-            "overlay",
-        ],
         vec!["diff", "--mount-options", "upperdir=/u"],
         vec!["apply", "--userxattr", p(&new)],
         vec!["changes", "--overlay2", p(&new), "--base", p(&base)],
     ];
+    // A diff of the two trees with options out of range or not for plain trees.
+    let trees = ["diff", "--base", p(&base), "--tree", p(&new)];
+    for extra in [
+        &["--compress", "lz4"][..],
+        &["--level", "3"][..],
+        &["--compress", "gzip", "--level", "10"][..],
+        &["--differ", "overlay"][..],
+    ] {
+        cases.push([&trees[..], extra].concat());
+    }
     for args in cases {
         let o = ovdiff(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -817,15 +746,7 @@ fn io_errors_exit_1_naming_the_path_and_leave_no_output_file() {
     let missing = tmp.path().join("no-such-upper");
     let out = tmp.path().join("out.tar");
     std::fs::write(&out, b"previous contents").expect("write");
-    let o = ovdiff([
-        "diff",
-        "--upper",
-        p(&missing),
-        "--base",
-        p(&base),
-        "-o",
-        p(&out),
-    ]);
+    let o = diff_upper(&missing, &base, &["-o", p(&out)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains(p(&missing)), "{}", stderr(&o));
     assert_eq!(
@@ -845,27 +766,11 @@ fn io_errors_exit_1_naming_the_path_and_leave_no_output_file() {
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     let nodir = tmp.path().join("no-such-dir/out.tar");
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&nodir),
-    ]);
+    let o = diff_trees(&base, &new, &["-o", p(&nodir)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("no-such-dir"), "{}", stderr(&o));
 
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&missing),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&out),
-    ]);
+    let o = diff_trees(&missing, &new, &["-o", p(&out)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(p(&missing)), "{}", stderr(&o));
 
@@ -959,16 +864,8 @@ fn refuses_to_write_a_layer_to_a_terminal() {
 fn diff_to_stdout_is_the_same_layer_as_diff_to_a_file() {
     let (tmp, base, new) = two_trees();
     let file = tmp.path().join("l.tar");
-    assert_ok(&ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&file),
-    ]));
-    let piped = ovdiff(["diff", "--base", p(&base), "--tree", p(&new), "--serial"]);
+    assert_ok(&diff_trees(&base, &new, &["-o", p(&file)]));
+    let piped = diff_trees(&base, &new, &["--serial"]);
     assert_ok(&piped);
     assert!(piped.stdout == std::fs::read(&file).expect("read"));
     let names: Vec<String> = tar::Archive::new(&piped.stdout[..])
@@ -1025,14 +922,7 @@ fn rootless_userxattr_overlay_round_trips_through_every_cli_form() {
         args.extend(["--xattrs", "all", "-o", p(&layer)]);
         assert_ok(&ovdiff(args));
         let applied = s.base_copy(&format!("applied-{i}"));
-        assert_ok(&ovdiff([
-            "apply",
-            "-i",
-            p(&layer),
-            p(&applied),
-            "--xattrs",
-            "all",
-        ]));
+        assert_ok(&apply_all(&layer, &applied));
         s.assert_reproduced(&applied, form);
 
         let mut args = vec!["changes"];

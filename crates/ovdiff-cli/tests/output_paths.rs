@@ -10,14 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_ok, ovdiff, p, stderr, BIN};
+use common::{assert_ok, base_and_new, diff_trees, p, stderr, BIN};
 use treegen::TreeBuilder;
 
 /// A base and a new tree differing by one modified and one added file.
 fn trees() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    let new = tmp.path().join("new");
+    let (tmp, base, new) = base_and_new();
     TreeBuilder::new(&base)
         .file("etc/hosts", "127.0.0.1 localhost\n", 0o644)
         .mtime("etc/hosts", 1_600_000_000, 0)
@@ -41,7 +39,7 @@ fn reference_layer(tmp: &Path, base: &Path, new: &Path) -> Vec<u8> {
 
 /// `ovdiff diff --base BASE --tree NEW -o OUT`.
 fn diff_to(base: &Path, new: &Path, out: &Path) -> std::process::Output {
-    ovdiff(["diff", "--base", p(base), "--tree", p(new), "-o", p(out)])
+    diff_trees(base, new, &["-o", p(out)])
 }
 
 fn is_symlink(path: &Path) -> bool {
@@ -181,17 +179,7 @@ fn descriptor_failure_says_the_layer_was_written() {
     let (tmp, base, new) = trees();
     let out = tmp.path().join("layer.tar");
     let bad = tmp.path().join("no-such-dir/desc.json");
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&out),
-        "--descriptor",
-        p(&bad),
-    ]);
+    let o = diff_trees(&base, &new, &["-o", p(&out), "--descriptor", p(&bad)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -206,18 +194,11 @@ fn descriptor_failure_says_the_layer_was_written() {
 fn descriptor_to_stdout_and_quiet_make_a_scriptable_diff() {
     let (tmp, base, new) = trees();
     let out = tmp.path().join("layer.tar");
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&out),
-        "--descriptor",
-        "-",
-        "--quiet",
-    ]);
+    let o = diff_trees(
+        &base,
+        &new,
+        &["-o", p(&out), "--descriptor", "-", "--quiet"],
+    );
     assert_ok(&o);
     assert_eq!(stderr(&o), "", "--quiet prints nothing on success");
     assert!(!tmp.path().join("-").exists(), "no file named '-'");
@@ -230,15 +211,7 @@ fn descriptor_to_stdout_and_quiet_make_a_scriptable_diff() {
     assert_eq!(d["uncompressedSize"], bytes.len() as u64);
 
     // The layer itself on stdout leaves no room for the descriptor there.
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "--descriptor",
-        "-",
-    ]);
+    let o = diff_trees(&base, &new, &["--descriptor", "-"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
@@ -264,17 +237,7 @@ fn compression_follows_the_output_name_unless_given() {
     }
     // An explicit --compress wins over the name.
     let out = tmp.path().join("plain.tar.gz");
-    let o = ovdiff([
-        "diff",
-        "--base",
-        p(&base),
-        "--tree",
-        p(&new),
-        "-o",
-        p(&out),
-        "--compress",
-        "none",
-    ]);
+    let o = diff_trees(&base, &new, &["-o", p(&out), "--compress", "none"]);
     assert_ok(&o);
     assert!(std::fs::read(&out).expect("read") == tar);
     assert!(!stderr(&o).contains("compressing with"), "{}", stderr(&o));

@@ -118,10 +118,7 @@ impl Uploader {
         let info = client
             .info(req)
             .await
-            .map_err(|status| PluginError::Containerd {
-                op: "content.Info",
-                status,
-            })?
+            .map_err(refused("content.Info"))?
             .into_inner();
         let has = info
             .info
@@ -145,10 +142,7 @@ impl Uploader {
         client
             .update(req)
             .await
-            .map_err(|status| PluginError::Containerd {
-                op: "content.Update",
-                status,
-            })?;
+            .map_err(refused("content.Update"))?;
         Ok(())
     }
 
@@ -165,10 +159,7 @@ impl Uploader {
         LeasesClient::new(self.channel.clone())
             .create(req)
             .await
-            .map_err(|status| PluginError::Containerd {
-                op: "leases.Create",
-                status,
-            })?;
+            .map_err(refused("leases.Create"))?;
         Ok(id)
     }
 
@@ -184,11 +175,9 @@ impl Uploader {
         insert(&mut req, NAMESPACE_HEADER, ns)?;
         insert(&mut req, LEASE_HEADER, lease)?;
         let first = WriteContentRequest {
-            action: WriteAction::Stat as i32,
-            r#ref: reference.to_string(),
             total: size_i64(blob.size),
             expected: blob.digest.clone(),
-            ..Default::default()
+            ..message(WriteAction::Stat, reference, 0)
         };
         // The first message must be queued before the call starts, or the stream opens empty.
         send(&tx, first).await?;
@@ -225,14 +214,12 @@ impl Uploader {
             if n == 0 {
                 break;
             }
+            let data = buf[..n].to_vec();
             send(
                 &tx,
                 WriteContentRequest {
-                    action: WriteAction::Write as i32,
-                    r#ref: reference.to_string(),
-                    offset: size_i64(offset),
-                    data: buf[..n].to_vec(),
-                    ..Default::default()
+                    data,
+                    ..message(WriteAction::Write, reference, offset)
                 },
             )
             .await?;
@@ -251,13 +238,10 @@ impl Uploader {
         send(
             &tx,
             WriteContentRequest {
-                action: WriteAction::Commit as i32,
-                r#ref: reference.to_string(),
-                offset: size_i64(offset),
                 total: size_i64(size),
                 expected: digest,
                 labels,
-                ..Default::default()
+                ..message(WriteAction::Commit, reference, offset)
             },
         )
         .await?;
@@ -300,6 +284,16 @@ fn already_exists_or(status: tonic::Status, op: &'static str) -> Result<Stored, 
     }
 }
 
+/// A `Write` stream message: `action` on ingest `reference` at `offset`, other fields empty.
+fn message(action: WriteAction, reference: &str, offset: u64) -> WriteContentRequest {
+    WriteContentRequest {
+        action: action as i32,
+        r#ref: reference.to_string(),
+        offset: size_i64(offset),
+        ..Default::default()
+    }
+}
+
 async fn send(
     tx: &mpsc::Sender<WriteContentRequest>,
     msg: WriteContentRequest,
@@ -318,11 +312,13 @@ async fn next(
     match responses.message().await {
         Ok(Some(msg)) => Ok(msg.offset),
         Ok(None) => Err(PluginError::StreamEnded { op }),
-        Err(status) => Err(PluginError::Containerd {
-            op: "content.Write",
-            status,
-        }),
+        Err(status) => Err(refused("content.Write")(status)),
     }
+}
+
+/// Turns the error status of call `op` into [`PluginError::Containerd`].
+fn refused(op: &'static str) -> impl FnOnce(tonic::Status) -> PluginError {
+    move |status| PluginError::Containerd { op, status }
 }
 
 fn insert<T>(

@@ -110,9 +110,9 @@ impl Error {
             Error::Mount(_) | Error::Kata(_) | Error::Options(_) => io::ErrorKind::InvalidInput,
             Error::Overlay2(e) => overlay2_kind(e),
             Error::Aufs(e) => e.kind(),
-            Error::Stack(StackError::Open(fs)) | Error::Open { source: fs, .. } | Error::Fs(fs) => {
-                fs.kind()
-            }
+            Error::Stack(StackError::Layers(upperdir_walk::stack::StackError::Open(fs)))
+            | Error::Open { source: fs, .. }
+            | Error::Fs(fs) => fs.kind(),
             Error::Stack(_) => io::ErrorKind::InvalidInput,
             Error::Overlay(OverlayError::Fs(fs))
             | Error::Overlay(OverlayError::Upper { source: fs, .. })

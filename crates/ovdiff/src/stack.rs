@@ -29,43 +29,29 @@ pub use upperdir_walk::stack::{StackDir, WhiteoutFormat};
 use crate::mounts::{KernelDefaults, MountError, OverlayConfig};
 use crate::XattrNamespace;
 
-/// A layer stack could not be set up.
+/// A layer stack could not be set up: bad mount options, or the merge's own setup error
+/// ([`upperdir_walk::stack::StackError`]: no layers, a layer that cannot be opened).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StackError {
-    /// A stack needs at least one regular layer.
-    #[error("a layer stack needs at least one lower layer")]
-    NoLayers,
-    /// A layer directory could not be opened.
-    #[error("opening layer: {0}")]
-    Open(#[source] FsError),
     /// The overlay options conflict, so the mount they describe cannot exist.
     #[error(transparent)]
     Config(#[from] MountError),
-    /// Any other failure of the merge's setup.
+    /// The layers could not be opened as a stack.
     #[error(transparent)]
-    Layers(walk_stack::StackError),
-}
-
-impl From<walk_stack::StackError> for StackError {
-    fn from(e: walk_stack::StackError) -> StackError {
-        match e {
-            walk_stack::StackError::NoLayers => StackError::NoLayers,
-            walk_stack::StackError::Open(fs) => StackError::Open(fs),
-            other => StackError::Layers(other),
-        }
-    }
+    Layers(#[from] walk_stack::StackError),
 }
 
 impl From<StackError> for std::io::Error {
-    /// Keeps the kind of the underlying filesystem error; bad configuration is
-    /// [`std::io::ErrorKind::InvalidInput`].
+    /// As [`upperdir_walk::stack::StackError`]'s conversion: keeps the kind of the underlying
+    /// filesystem error; bad configuration is [`std::io::ErrorKind::InvalidInput`].
     fn from(e: StackError) -> std::io::Error {
-        let kind = match &e {
-            StackError::Open(fs) => fs.kind(),
-            _ => std::io::ErrorKind::InvalidInput,
-        };
-        std::io::Error::new(kind, e)
+        match e {
+            StackError::Layers(layers) => layers.into(),
+            config @ StackError::Config(_) => {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, config)
+            }
+        }
     }
 }
 
@@ -80,8 +66,8 @@ impl LayerStack {
     /// Opens the layer directories `lowers`, topmost first.
     ///
     /// # Errors
-    /// [`StackError::NoLayers`] for an empty list; [`StackError::Open`] when a layer is missing
-    /// or not a directory.
+    /// [`StackError::Layers`]: [`walk_stack::StackError::NoLayers`] for an empty list,
+    /// [`walk_stack::StackError::Open`] when a layer is missing or not a directory.
     pub fn open<P: AsRef<Path>>(lowers: &[P]) -> Result<LayerStack, StackError> {
         Ok(walk_stack::LayerStack::open(lowers)?.into())
     }
@@ -113,7 +99,7 @@ impl LayerStack {
     /// metacopy files that carry an absolute redirect, after all regular layers.
     ///
     /// # Errors
-    /// [`StackError::Open`] when a layer cannot be opened.
+    /// [`StackError::Layers`] ([`walk_stack::StackError::Open`]) when a layer cannot be opened.
     pub fn data_only<P: AsRef<Path>>(self, dirs: &[P]) -> Result<LayerStack, StackError> {
         Ok(self.inner.data_only(dirs)?.into())
     }
@@ -191,13 +177,19 @@ mod tests {
     #[test]
     fn an_empty_stack_is_refused() {
         let none: [&str; 0] = [];
-        assert!(matches!(LayerStack::open(&none), Err(StackError::NoLayers)));
+        assert!(matches!(
+            LayerStack::open(&none),
+            Err(StackError::Layers(walk_stack::StackError::NoLayers))
+        ));
     }
 
     #[test]
     fn a_missing_layer_is_named() {
         let err = LayerStack::open(&["/nonexistent/layer"]).expect_err("must be refused");
-        assert!(matches!(err, StackError::Open(_)), "{err:?}");
+        assert!(
+            matches!(err, StackError::Layers(walk_stack::StackError::Open(_))),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("/nonexistent/layer"), "{err}");
     }
 }

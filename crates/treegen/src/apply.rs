@@ -10,7 +10,7 @@ use std::path::Path;
 use fs_change::{Change, ChangeKind, Entry, FileType, FsError, Meta, Source, Xattrs};
 use rustix::io::Errno;
 
-use crate::copy::apply_meta;
+use crate::copy::{apply_meta, chown, left_out};
 use crate::error::TreegenError;
 use crate::sys::{self, RootDir};
 use crate::Timestamp;
@@ -217,15 +217,7 @@ impl State<'_> {
             None => sys::mkdir(dir, name, 0o700).map_err(|e| root.err("mkdirat", path, e))?,
         }
         let meta = &entry.meta;
-        match sys::chown(dir, name, meta.uid, meta.gid) {
-            Ok(()) => {}
-            // Without CAP_CHOWN (EPERM; EINVAL for an id a user namespace does not map) the
-            // entry keeps the applier's own ids.
-            Err(e)
-                if matches!(sys::errno(&e), Some(Errno::PERM | Errno::INVAL))
-                    && !crate::Privilege::Chown.available() => {}
-            Err(e) => return Err(root.err("fchownat", path, e)),
-        }
+        chown(root, dir, name, path, meta)?;
         // Replace the xattr set: remove what the new entry does not have.
         let want = source_xattrs(&entry.source)?;
         let have = sys::list_xattrs(dir, name).map_err(|e| root.err("llistxattr", path, e))?;
@@ -297,36 +289,20 @@ impl State<'_> {
                     }
                     .into());
                 }
-                Ok(())
+                Some(Ok(()))
             }
             FileType::Symlink => {
                 let target = source_link(&entry.source)?;
-                sys::symlink(dir, name, &target)
+                Some(sys::symlink(dir, name, &target))
             }
             FileType::Fifo | FileType::CharDevice | FileType::BlockDevice | FileType::Socket => {
-                sys::make_special(dir, name, meta)
+                Some(sys::make_special(dir, name, meta))
             }
-            FileType::Dir | FileType::Unknown => {
-                self.report
-                    .skipped
-                    .push((path.to_vec(), "unknown file type".into()));
-                return Ok(());
-            }
+            FileType::Dir | FileType::Unknown => None,
         };
-        match made {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    ft,
-                    FileType::CharDevice | FileType::BlockDevice | FileType::Socket
-                ) =>
-            {
-                self.report
-                    .skipped
-                    .push((path.to_vec(), format!("cannot create {ft:?}: {e}")));
-                return Ok(());
-            }
-            Err(e) => return Err(root.err("create", path, e)),
+        if let Some(reason) = left_out(ft, made).map_err(|e| root.err("create", path, e))? {
+            self.report.skipped.push((path.to_vec(), reason));
+            return Ok(());
         }
         let xattrs = source_xattrs(&entry.source)?;
         let skipped = apply_meta(root, dir, name, path, meta, &xattrs)?;

@@ -160,37 +160,21 @@ impl<'a> Copier<'a> {
                 let mut to = sys::create_file(ddir, dname, 0o600)
                     .map_err(|e| self.dst.err("openat", dp, e))?;
                 io::copy(&mut from, &mut to).map_err(|e| self.dst.err("copy", dp, e))?;
-                Ok(())
+                Some(Ok(()))
             }
             FileType::Symlink => {
                 let target =
                     sys::read_link(sdir, sname).map_err(|e| self.src.err("readlinkat", sp, e))?;
-                sys::symlink(ddir, dname, &target)
+                Some(sys::symlink(ddir, dname, &target))
             }
             FileType::Fifo | FileType::CharDevice | FileType::BlockDevice | FileType::Socket => {
-                sys::make_special(ddir, dname, meta)
+                Some(sys::make_special(ddir, dname, meta))
             }
-            FileType::Dir | FileType::Unknown => {
-                self.report
-                    .skipped
-                    .push((dp.clone(), "unknown file type".into()));
-                return Ok(());
-            }
+            FileType::Dir | FileType::Unknown => None,
         };
-        match made {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    ft,
-                    FileType::CharDevice | FileType::BlockDevice | FileType::Socket
-                ) =>
-            {
-                self.report
-                    .skipped
-                    .push((dp.clone(), format!("cannot create {ft:?}: {e}")));
-                return Ok(());
-            }
-            Err(e) => return Err(self.dst.err("create", dp, e)),
+        if let Some(reason) = left_out(ft, made).map_err(|e| self.dst.err("create", dp, e))? {
+            self.report.skipped.push((dp.clone(), reason));
+            return Ok(());
         }
         self.report.entries += 1;
         if meta.nlink > 1 {
@@ -220,6 +204,47 @@ impl<'a> Copier<'a> {
     }
 }
 
+/// Why a non-directory of type `ft` is left out of the tree being made, when leaving it out is
+/// no error: `made` is `None` for a type no tree can hold, or failed for a device or socket
+/// this process may not create. `Ok(None)` when it was made; any other failure is returned.
+pub(crate) fn left_out(ft: FileType, made: Option<io::Result<()>>) -> io::Result<Option<String>> {
+    match made {
+        None => Ok(Some("unknown file type".into())),
+        Some(Ok(())) => Ok(None),
+        Some(Err(e))
+            if matches!(
+                ft,
+                FileType::CharDevice | FileType::BlockDevice | FileType::Socket
+            ) =>
+        {
+            Ok(Some(format!("cannot create {ft:?}: {e}")))
+        }
+        Some(Err(e)) => Err(e),
+    }
+}
+
+/// Gives `dir/name` the owner in `meta`. Without CAP_CHOWN (EPERM; EINVAL for an id a user
+/// namespace does not map) the entry keeps this process's own ids: unprivileged copies and
+/// applies are still useful, and their tests say what they cannot check.
+pub(crate) fn chown(
+    root: &RootDir,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    rel: &[u8],
+    meta: &Meta,
+) -> Result<(), TreegenError> {
+    match sys::chown(dir, name, meta.uid, meta.gid) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(sys::errno(&e), Some(Errno::PERM | Errno::INVAL))
+                && !crate::Privilege::Chown.available() =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(root.err("fchownat", rel, e)),
+    }
+}
+
 /// Sets owner, permissions (not on symlinks), xattrs (private overlay ones left out) and mtime
 /// of `dir/name` from `meta`. Returns the xattrs the filesystem refused as unsupported.
 pub(crate) fn apply_meta(
@@ -232,15 +257,7 @@ pub(crate) fn apply_meta(
 ) -> Result<Vec<(Vec<u8>, String)>, TreegenError> {
     let mut skipped = Vec::new();
     let is_link = meta.file_type() == FileType::Symlink;
-    match sys::chown(dir, name, meta.uid, meta.gid) {
-        Ok(()) => {}
-        // Unprivileged copies keep the copier's own ids (EPERM; EINVAL for an id a user
-        // namespace does not map).
-        Err(e)
-            if matches!(sys::errno(&e), Some(Errno::PERM | Errno::INVAL))
-                && !crate::Privilege::Chown.available() => {}
-        Err(e) => return Err(root.err("fchownat", rel, e)),
-    }
+    chown(root, dir, name, rel, meta)?;
     if !is_link {
         sys::chmod(dir, name, meta.permissions()).map_err(|e| root.err("fchmodat", rel, e))?;
     }

@@ -213,6 +213,30 @@ pub enum Node {
     Error,
 }
 
+impl Node {
+    /// The entry `meta` describes, with what was read of it: the one place both snapshots
+    /// (kernel mount and [`TreeDir`] walk) turn metadata into a [`Node`], so they compare alike.
+    fn entry(
+        meta: &fs_change::Meta,
+        content: Option<Vec<u8>>,
+        link: Option<Vec<u8>>,
+        xattrs: fs_change::Xattrs,
+    ) -> Node {
+        Node::Entry {
+            kind: kind_of(meta.file_type()),
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            size: meta.size,
+            mtime: (meta.mtime, meta.mtime_nsec),
+            rdev: (meta.rdev_major, meta.rdev_minor),
+            content,
+            link,
+            xattrs: xattr_strings(xattrs),
+        }
+    }
+}
+
 pub type Snapshot = BTreeMap<String, Node>;
 
 fn kind_of(t: FileType) -> &'static str {
@@ -300,21 +324,7 @@ fn walk_mount(dir: &Path, rel: &str, out: &mut Snapshot, unlistable: &mut Vec<St
         });
         let xattrs =
             fs_change::sys::list_xattrs_at(dir_file.as_fd(), name.as_bytes()).expect("list xattrs");
-        out.insert(
-            rel_child.clone(),
-            Node::Entry {
-                kind: kind_of(t),
-                mode: meta.mode,
-                uid: meta.uid,
-                gid: meta.gid,
-                size: meta.size,
-                mtime: (meta.mtime, meta.mtime_nsec),
-                rdev: (meta.rdev_major, meta.rdev_minor),
-                content,
-                link,
-                xattrs: xattr_strings(xattrs),
-            },
-        );
+        out.insert(rel_child.clone(), Node::entry(&meta, content, link, xattrs));
         if t == FileType::Dir {
             walk_mount(&path, &rel_child, out, unlistable);
         }
@@ -383,21 +393,7 @@ fn walk_tree<D: TreeDir>(dir: &D, rel: &str, out: &mut Snapshot) {
         };
         let link = (t == FileType::Symlink).then(|| dir.read_link(&name).expect("read_link"));
         let xattrs = dir.xattrs(&name).expect("xattrs");
-        out.insert(
-            rel_child.clone(),
-            Node::Entry {
-                kind: kind_of(t),
-                mode: meta.mode,
-                uid: meta.uid,
-                gid: meta.gid,
-                size: meta.size,
-                mtime: (meta.mtime, meta.mtime_nsec),
-                rdev: (meta.rdev_major, meta.rdev_minor),
-                content,
-                link,
-                xattrs: xattr_strings(xattrs),
-            },
-        );
+        out.insert(rel_child.clone(), Node::entry(&meta, content, link, xattrs));
         if t == FileType::Dir {
             let child = dir.open_dir(&name).expect("open_dir").expect("dir exists");
             walk_tree(&child, &rel_child, out);

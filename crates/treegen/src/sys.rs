@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,8 @@ use rustix::io::Errno;
 
 use crate::error::TreegenError;
 use crate::Timestamp;
+
+pub(crate) use fs_change::sys::proc_path;
 
 /// A directory the kit works below, held open, with its path for messages.
 #[derive(Debug)]
@@ -135,17 +137,6 @@ pub(crate) fn walk_to(dir: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
 /// `statx(dir, name, AT_SYMLINK_NOFOLLOW)`; `Ok(None)` when the name does not resolve.
 pub(crate) fn lstat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Meta>> {
     fs_change::sys::stat_at(dir, name)
-}
-
-/// `/proc/self/fd/N/NAME`: names an entry of an open directory for the `l*xattr` calls and
-/// for `bind`, which have no `*at` form. Short whatever the entry's depth.
-pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
-    let mut p = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
-    if !name.is_empty() {
-        p.push(b'/');
-        p.extend_from_slice(name);
-    }
-    PathBuf::from(OsStr::from_bytes(&p))
 }
 
 /// Every xattr of `name` in `dir`, sorted by name.

@@ -185,28 +185,36 @@ pub(crate) fn go_numeric(field: &[u8]) -> Result<i64, String> {
             return Ok(if inv == 0xff { !v } else { v });
         }
     }
-    let trim = |b: &u8| *b == b' ' || *b == 0;
-    let start = field.iter().position(|b| !trim(b)).unwrap_or(field.len());
-    let end = field
-        .iter()
-        .rposition(|b| !trim(b))
-        .map_or(start, |i| i + 1);
-    let digits = cstr(&field[start..end]);
-    if start == end {
+    let trimmed = trim_padding(field);
+    if trimmed.is_empty() {
         return Ok(0);
     }
+    let v = octal(cstr(trimmed)).map_err(|what| format!("{what}: {}", shown()))?;
+    // Go parses into a u64 and then reinterprets it as an i64.
+    Ok(v as i64)
+}
+
+/// A numeric field without the spaces and NULs writers pad it with on either side.
+pub(crate) fn trim_padding(field: &[u8]) -> &[u8] {
+    let pad = |b: &u8| *b == b' ' || *b == 0;
+    let start = field.iter().position(|b| !pad(b)).unwrap_or(field.len());
+    let end = field.iter().rposition(|b| !pad(b)).map_or(start, |i| i + 1);
+    &field[start..end]
+}
+
+/// The value of octal `digits` (none is 0); the error says what is wrong with them.
+pub(crate) fn octal(digits: &[u8]) -> Result<u64, &'static str> {
     let mut v: u64 = 0;
     for &d in digits {
         if !(b'0'..=b'7').contains(&d) {
-            return Err(format!("not an octal number: {}", shown()));
+            return Err("not an octal number");
         }
         v = v
             .checked_mul(8)
             .and_then(|v| v.checked_add(u64::from(d - b'0')))
-            .ok_or_else(|| format!("octal number too large: {}", shown()))?;
+            .ok_or("octal number too large")?;
     }
-    // Go parses into a u64 and then reinterprets it as an i64.
-    Ok(v as i64)
+    Ok(v)
 }
 
 /// Parses a decimal as Go's `strconv.ParseInt(s, 10, 64)`: an optional sign, then digits.

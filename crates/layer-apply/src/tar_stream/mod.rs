@@ -36,6 +36,7 @@ use std::io::{self, Read};
 
 use tar::{EntryType, Header};
 
+pub(crate) use block::{octal, trim_padding};
 use block::{parse_int, pax_time, BLOCK};
 pub use block::{Fields, Time};
 pub use pax::PaxRecords;

@@ -398,6 +398,17 @@ mod tests {
     fn pax_maps() {
         use treegen::rawtar::pax_record as record;
         let pax = |r: &[u8]| PaxRecords::parse(r).unwrap_or_else(|e| panic!("{e}"));
+        // Both map forms below spell this map.
+        let want = [
+            Chunk {
+                offset: 0,
+                length: 5,
+            },
+            Chunk {
+                offset: 100,
+                length: 10,
+            },
+        ];
         let p = pax(&[
             record(b"GNU.sparse.map", b"0,5,100,10"),
             record(b"GNU.sparse.numblocks", b"2"),
@@ -405,19 +416,7 @@ mod tests {
         .concat());
         assert_eq!(pax_version(&p), Some(false));
         let map = map_0x1(&p).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            map,
-            [
-                Chunk {
-                    offset: 0,
-                    length: 5
-                },
-                Chunk {
-                    offset: 100,
-                    length: 10
-                }
-            ]
-        );
+        assert_eq!(map, want);
         let p = pax(&[
             record(b"GNU.sparse.major", b"1"),
             record(b"GNU.sparse.minor", b"0"),
@@ -434,19 +433,7 @@ mod tests {
         });
         let map = map_1x0(|| it.next().ok_or_else(|| invalid("none".into())))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            map,
-            [
-                Chunk {
-                    offset: 0,
-                    length: 5
-                },
-                Chunk {
-                    offset: 100,
-                    length: 10
-                }
-            ]
-        );
+        assert_eq!(map, want);
         assert_eq!(it.count(), 1, "only the blocks the map needs are read");
         let p = pax(&record(b"GNU.sparse.major", b"2"));
         assert_eq!(pax_version(&p), None);

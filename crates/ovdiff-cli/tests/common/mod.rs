@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// The binary under test.
@@ -22,6 +22,36 @@ where
         .stdin(Stdio::null())
         .output()
         .expect("run ovdiff")
+}
+
+/// A temporary directory and the paths `base` and `new` in it, for the caller to build.
+pub fn base_and_new() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (base, new) = (tmp.path().join("base"), tmp.path().join("new"));
+    (tmp, base, new)
+}
+
+/// `ovdiff diff --base BASE --tree NEW`, then `extra`: a naive diff of two plain trees.
+pub fn diff_trees(base: &Path, new: &Path, extra: &[&str]) -> Output {
+    ovdiff(
+        ["diff", "--base", p(base), "--tree", p(new)]
+            .iter()
+            .chain(extra),
+    )
+}
+
+/// `ovdiff diff --upper UPPER --base BASE`, then `extra`: a diff of an upperdir over its base.
+pub fn diff_upper(upper: &Path, base: &Path, extra: &[&str]) -> Output {
+    ovdiff(
+        ["diff", "--upper", p(upper), "--base", p(base)]
+            .iter()
+            .chain(extra),
+    )
+}
+
+/// `ovdiff apply -i LAYER DIR --xattrs all`: applies `layer` onto `dir`, every xattr kept.
+pub fn apply_all(layer: &Path, dir: &Path) -> Output {
+    ovdiff(["apply", "-i", p(layer), p(dir), "--xattrs", "all"])
 }
 
 pub fn stderr(o: &Output) -> String {
