@@ -79,6 +79,9 @@ struct Core<W: Write> {
     dirs: HashSet<Box<[u8]>>,
     /// The last parent found in `dirs`: siblings skip the lookup.
     last_parent: Vec<u8>,
+    /// Unchanged directories the differ offered ([`ChangeSink::unchanged_dir`]): the chain of
+    /// ancestors of where the stream is, so never deeper than the tree.
+    offered: Vec<(Box<[u8]>, Entry)>,
     /// Parent directories held open for `*at` calls on the entries in them.
     open_dirs: DirCache,
     links: Links,
@@ -131,6 +134,7 @@ impl<W: Write, T> ChangeWriter<W, T> {
                 order: Order::default(),
                 dirs: HashSet::new(),
                 last_parent: Vec::new(),
+                offered: Vec::new(),
                 open_dirs: DirCache::default(),
                 links: Links::default(),
                 queue: Queue {
@@ -204,6 +208,14 @@ impl<W: Write, T> ChangeWriter<W, T> {
         self.core.write_change(change, tree)
     }
 
+    /// Takes an unchanged directory of the new tree that the differ walked into, in canonical
+    /// order ([`ChangeSink::unchanged_dir`]). Should a change below it need it written as a
+    /// parent, its metadata and xattr listing come from here instead of a lookup in the tree.
+    /// Anything but a directory is ignored.
+    pub fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) {
+        self.core.offer_dir(path, entry);
+    }
+
     /// Writes everything still queued and the two zero blocks that end the archive, and returns
     /// the output with what was written. The output's own buffers are not flushed (a
     /// compressor is not forced to emit a sync block): finish or flush `W` yourself.
@@ -228,6 +240,20 @@ impl<W: Write, T: ParentDirs> ChangeWriter<W, T> {
 }
 
 impl<W: Write> Core<W> {
+    /// Keeps `path` on the chain of offered ancestors, dropping those it is not below.
+    fn offer_dir(&mut self, path: Box<[u8]>, entry: Entry) {
+        if !entry.meta.is_dir() {
+            return;
+        }
+        while let Some((top, _)) = self.offered.last() {
+            if fs_change::order::is_within(&path, top) {
+                break;
+            }
+            self.offered.pop();
+        }
+        self.offered.push((path, entry));
+    }
+
     fn stats(&self) -> WriteStats {
         let mut s = self.stats.clone();
         s.entries = self.out.entries;
@@ -541,9 +567,11 @@ impl<W: Write> Core<W> {
         child: &[u8],
         tree: &P,
     ) -> Result<(), WriteError> {
-        let found = match tree.plain_root() {
-            Some(root) => self.held_parent_dir(root, dir, tree)?,
-            None => tree.parent_dir(dir).map_err(WriteError::read)?,
+        let offered = self.offered.iter().rposition(|(p, _)| **p == *dir);
+        let found = match (offered, tree.plain_root()) {
+            (Some(i), _) => Some(self.offered.remove(i).1),
+            (None, Some(root)) => self.held_parent_dir(root, dir, tree)?,
+            (None, None) => tree.parent_dir(dir).map_err(WriteError::read)?,
         };
         let Some(found) = found.filter(|e| e.meta.is_dir()) else {
             return Err(WriteError::ParentNotDirectory {
@@ -551,9 +579,10 @@ impl<W: Write> Core<W> {
                 parent: bytes_path(dir),
             });
         };
-        let meta = found.meta;
         self.dirs.insert(dir.into());
-        let xattrs = self.read_xattrs(&found.source)?;
+        let listed_none = !found.may_have_xattr(|name| self.policy.allows(name));
+        let xattrs = self.recorded_xattrs(&found.source, listed_none)?;
+        let meta = found.meta;
         let mut name = Vec::with_capacity(dir.len() + 1);
         name.extend_from_slice(dir);
         name.push(b'/');
@@ -863,6 +892,11 @@ impl<W: Write, T: ParentDirs> ChangeSink for ChangeWriter<W, T> {
     /// caller that wants the [`WriteError`] itself calls [`ChangeWriter::write_change`].
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
         self.write_change(change).map_err(SinkError::new)
+    }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), SinkError> {
+        ChangeWriter::unchanged_dir(self, path, entry);
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::error::Error;
 
-use crate::change::Change;
+use crate::change::{Change, Entry};
 
 /// A consumer failed to take a change (the tar sink hit `EPIPE`, a channel's receiver is gone).
 /// Wraps the consumer's own error so the caller can [`SinkError::downcast`] it back.
@@ -41,6 +41,18 @@ pub trait ChangeSink {
     /// # Errors
     /// The consumer cannot go on; the differ stops and returns the error.
     fn push(&mut self, change: Change) -> Result<(), SinkError>;
+
+    /// An unchanged directory of the new tree at `path` that the differ walked into, offered in
+    /// canonical order before anything below it. A writer that writes the parents of changed
+    /// entries (containerd's `includeParents`) can take their metadata from here instead of
+    /// looking each up again; everyone else ignores it (the default).
+    ///
+    /// # Errors
+    /// As [`ChangeSink::push`].
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), SinkError> {
+        let _ = (path, entry);
+        Ok(())
+    }
 }
 
 impl ChangeSink for Vec<Change> {
@@ -54,11 +66,19 @@ impl<S: ChangeSink + ?Sized> ChangeSink for &mut S {
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
         (**self).push(change)
     }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), SinkError> {
+        (**self).unchanged_dir(path, entry)
+    }
 }
 
 impl<S: ChangeSink + ?Sized> ChangeSink for Box<S> {
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
         (**self).push(change)
+    }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), SinkError> {
+        (**self).unchanged_dir(path, entry)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::mounts::{Hazard, KernelDefaults, Mount, OverlayConfig};
 use crate::output::{Compression, FdOutput, OutputBuilder, PlainTarget};
 use crate::overlay2::Overlay2Layer;
 use crate::pipe::{
-    Deliver, LayerTarget, Pipe, Progress, ProgressWriter, Spool, UserTarget, WriterOptions,
+    Deliver, LayerTarget, Pipe, Progress, ProgressWriter, Spool, Spooled, UserTarget, WriterOptions,
 };
 use crate::report::{ChangeCounts, DiffReport, DifferKind, Fallback, LayerReport};
 use crate::size::{SizeCounter, SizeReport};
@@ -837,8 +837,13 @@ impl Diff {
                             let again = self.walker(upper, base, walk).run(&mut pipe);
                             (again.map_err(|e| pipe.failure(e))?, 1)
                         } else {
-                            for change in std::mem::take(&mut spool.kept) {
-                                pipe.deliver(change)?;
+                            for item in std::mem::take(&mut spool.kept) {
+                                match item {
+                                    Spooled::Change(change) => pipe.deliver(change)?,
+                                    Spooled::UnchangedDir(path, entry) => {
+                                        pipe.offer(path, entry)?
+                                    }
+                                }
                             }
                             (stats, 0)
                         };

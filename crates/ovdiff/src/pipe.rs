@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use change_writer::{ChangeWriter, XattrPolicy};
-use fs_change::{Change, ChangeKind, ChangeSink, FileType, ParentDirs, SinkError, Source};
+use fs_change::{Change, ChangeKind, ChangeSink, Entry, FileType, ParentDirs, SinkError, Source};
 
 use crate::error::Error;
 use crate::output::{Descriptor, LayerOutput};
@@ -68,6 +68,9 @@ pub(crate) trait Deliver {
     /// Takes one change of the new tree `tree`, where the tar writer looks up the parent
     /// directories it writes without a change of their own.
     fn push(&mut self, change: Change, tree: &dyn ParentDirs) -> Result<(), Error>;
+
+    /// Takes an unchanged directory the differ walked into ([`ChangeSink::unchanged_dir`]).
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), Error>;
 }
 
 /// The caller's [`ChangeSink`].
@@ -76,6 +79,10 @@ pub(crate) struct UserTarget<'s, S: ?Sized>(pub(crate) &'s mut S);
 impl<S: ChangeSink + ?Sized> Deliver for UserTarget<'_, S> {
     fn push(&mut self, change: Change, _: &dyn ParentDirs) -> Result<(), Error> {
         self.0.push(change).map_err(Error::Sink)
+    }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), Error> {
+        self.0.unchanged_dir(path, entry).map_err(Error::Sink)
     }
 }
 
@@ -127,16 +134,43 @@ impl<W: Write> Deliver for LayerTarget<W> {
     fn push(&mut self, change: Change, tree: &dyn ParentDirs) -> Result<(), Error> {
         Ok(self.writer.write_change_in(change, tree)?)
     }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), Error> {
+        self.writer.unchanged_dir(path, entry);
+        Ok(())
+    }
 }
 
-/// Holds the changes of a walk whose outcome is not known yet: up to `limit` of them are kept
-/// to be replayed; beyond that the walk only checks, and is repeated into the real sink once it
-/// is known to need no fallback. Never delivers anything itself.
+/// Holds the changes of a walk whose outcome is not known yet: up to `limit` of them (and the
+/// unchanged directories offered between them) are kept to be replayed; beyond that the walk
+/// only checks, and is repeated into the real sink once it is known to need no fallback. Never
+/// delivers anything itself.
 #[derive(Debug)]
 pub(crate) struct Spool {
-    pub(crate) kept: Vec<Change>,
+    pub(crate) kept: Vec<Spooled>,
     limit: usize,
     pub(crate) overflowed: bool,
+}
+
+/// What a [`Spool`] keeps, in the order the walk gave it.
+#[derive(Debug)]
+pub(crate) enum Spooled {
+    Change(Change),
+    UnchangedDir(Box<[u8]>, Entry),
+}
+
+impl Spool {
+    fn keep(&mut self, item: Spooled) {
+        if self.overflowed {
+            return;
+        }
+        if self.kept.len() < self.limit {
+            self.kept.push(item);
+        } else {
+            self.overflowed = true;
+            self.kept = Vec::new();
+        }
+    }
 }
 
 impl Spool {
@@ -151,15 +185,12 @@ impl Spool {
 
 impl ChangeSink for Spool {
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
-        if self.overflowed {
-            return Ok(());
-        }
-        if self.kept.len() < self.limit {
-            self.kept.push(change);
-        } else {
-            self.overflowed = true;
-            self.kept = Vec::new();
-        }
+        self.keep(Spooled::Change(change));
+        Ok(())
+    }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), SinkError> {
+        self.keep(Spooled::UnchangedDir(path, entry));
         Ok(())
     }
 }
@@ -227,6 +258,11 @@ impl<'a, D: Deliver + ?Sized> Pipe<'a, D> {
         self.target.push(change, self.tree)
     }
 
+    /// Passes on an unchanged directory the differ walked into.
+    pub(crate) fn offer(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), Error> {
+        self.target.unchanged_dir(path, entry)
+    }
+
     /// The error that stopped a differ running into this pipe: the pipe's own when delivering
     /// failed, else what the differ reported.
     pub(crate) fn failure(&mut self, differ: impl Into<Error>) -> Error {
@@ -237,6 +273,13 @@ impl<'a, D: Deliver + ?Sized> Pipe<'a, D> {
 impl<D: Deliver + ?Sized> ChangeSink for Pipe<'_, D> {
     fn push(&mut self, change: Change) -> Result<(), SinkError> {
         self.deliver(change).map_err(|e| {
+            self.failed = Some(e);
+            SinkError::new(DeliveryFailed)
+        })
+    }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), SinkError> {
+        self.offer(path, entry).map_err(|e| {
             self.failed = Some(e);
             SinkError::new(DeliveryFailed)
         })

@@ -44,6 +44,11 @@ impl OwnNames {
             .unwrap_or_default()
     }
 
+    /// The listed names, NUL-terminated (`None`: they did not fit the buffer).
+    pub(crate) fn list(&self) -> Option<Box<[u8]>> {
+        self.list.clone()
+    }
+
     /// False only when `attr` is certainly absent.
     pub(crate) fn may_have(&self, attr: &CStr) -> bool {
         match &self.list {

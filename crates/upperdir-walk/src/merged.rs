@@ -255,6 +255,11 @@ impl<'a, B: Tree> MergedDir<'a, B> {
         }
     }
 
+    /// The names of the upper directory's own xattrs, when its opening listed them.
+    pub(crate) fn upper_name_list(&self) -> Option<Box<[u8]>> {
+        self.upper_names.as_ref().and_then(OwnNames::list)
+    }
+
     pub(crate) fn ctx(&self) -> &Arc<Ctx<'a, B>> {
         &self.ctx
     }

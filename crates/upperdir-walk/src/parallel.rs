@@ -22,12 +22,12 @@ use std::collections::{BinaryHeap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use fs_change::{Change, ChangeSink, FsError, Tree, TreeDir};
+use fs_change::{Change, ChangeSink, Entry, FsError, Tree, TreeDir};
 
 use crate::error::OverlayError;
 use crate::merged::{Ctx, MergedDir};
 use crate::stats::WalkStats;
-use crate::walk::{emit, run_subtree, visit_level, Step};
+use crate::walk::{emit, offer, run_subtree, visit_level, Step};
 
 /// How many computed-but-unconsumed events (changes and hand-offs) the workers may hold ahead
 /// of the consumer: memory against the chance that a slow sink leaves workers idle.
@@ -76,6 +76,7 @@ impl<B: Tree> Ord for Job<'_, B> {
 /// A job's output as the consumer sees it.
 enum Event {
     Emit(Change),
+    Unchanged(Box<[u8]>, Entry),
     Descend(u64),
     Subtree(Box<[u8]>),
 }
@@ -284,6 +285,7 @@ fn walk_inline<'a, B: Tree>(
     visit_level(dir, &mut level, &mut |step| {
         match step {
             Step::Emit(c) => out.events.push(Event::Emit(c)),
+            Step::Unchanged(p, e) => out.events.push(Event::Unchanged(p, e)),
             Step::Subtree(p) => out.events.push(Event::Subtree(p)),
             Step::Descend(child) => {
                 let pending = shared.lock().pending.len();
@@ -364,6 +366,7 @@ fn consume<B: Tree, S: ChangeSink + ?Sized>(
                 stack.pop();
             }
             Some(Event::Emit(change)) => emit(sink, stats, change)?,
+            Some(Event::Unchanged(path, entry)) => offer(sink, path, entry)?,
             Some(Event::Descend(id)) => next = Some(id),
             Some(Event::Subtree(path)) => {
                 run_subtree(shared.ctx, &path, shared.threads, sink, stats)?

@@ -30,6 +30,8 @@ use crate::whiteout;
 pub(crate) enum Step<'a, B: Tree> {
     /// Emit this change.
     Emit(Change),
+    /// Offer this unchanged upper directory, walked into next ([`ChangeSink::unchanged_dir`]).
+    Unchanged(Box<[u8]>, Entry),
     /// Walk this child directory the fast way (after its own change).
     Descend(MergedDir<'a, B>),
     /// Diff the base against the merged view below this path with the naive rules.
@@ -114,6 +116,7 @@ pub(crate) fn visit_level<'a, B: Tree>(
         }
         let mut path = join(dir.path(), name);
         let base_is_dir = base_meta.is_some_and(|b| b.is_dir());
+        let mut child_names = child.as_ref().and_then(|(c, _)| c.upper_name_list());
         let next = child.map(|(child, choice)| descent(child, choice, &path, base_is_dir, stats));
         let marker = matches!(next, Some(Next::MarkerThen(_)));
         if marker {
@@ -128,6 +131,12 @@ pub(crate) fn visit_level<'a, B: Tree>(
                 Some(_) => path.clone(),
             };
             out(Step::Emit(Change::with_entry(kind, own, entry)))?;
+        } else if let Some(Next::Step(_)) = &next {
+            // An unchanged directory walked into: the writer may need it as a parent, and the
+            // walk already has its stat and xattr names.
+            let names = child_names.take();
+            let entry = Entry::new(meta, upper.source(name)).with_xattr_names(names);
+            out(Step::Unchanged(path.clone().into(), entry))?;
         }
         match next {
             None => {}
@@ -299,6 +308,7 @@ pub(crate) fn serial<B: Tree, S: ChangeSink + ?Sized>(
     let mut level = WalkStats::default();
     visit_level(&dir, &mut level, &mut |step| match step {
         Step::Emit(change) => emit(sink, stats, change),
+        Step::Unchanged(path, entry) => offer(sink, path, entry),
         Step::Descend(child) => serial(child, sink, stats),
         Step::Subtree(path) => run_subtree(&ctx, &path, 1, sink, stats),
     })?;
@@ -314,6 +324,15 @@ pub(crate) fn emit<S: ChangeSink + ?Sized>(
 ) -> Result<(), OverlayError> {
     stats.count(&change);
     sink.push(change).map_err(OverlayError::Sink)
+}
+
+/// Offers an unchanged directory to the sink ([`ChangeSink::unchanged_dir`]).
+pub(crate) fn offer<S: ChangeSink + ?Sized>(
+    sink: &mut S,
+    path: Box<[u8]>,
+    entry: Entry,
+) -> Result<(), OverlayError> {
+    sink.unchanged_dir(path, entry).map_err(OverlayError::Sink)
 }
 
 /// Diffs the base against the merged view below `path` with the naive rules (`threads` workers,

@@ -3,7 +3,7 @@
 //! inside the kernel (`copy_file_range`, `splice`) and never enters this process.
 
 use change_writer::{ChangeWriter, WriteStats};
-use fs_change::{Change, ParentDirs};
+use fs_change::{Change, Entry, ParentDirs};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -88,5 +88,10 @@ impl<W: Write + AsFd> PlainTarget<W> {
 impl<W: Write> Deliver for PlainTarget<W> {
     fn push(&mut self, change: Change, tree: &dyn ParentDirs) -> Result<(), Error> {
         Ok(self.writer.write_change_in(change, tree)?)
+    }
+
+    fn unchanged_dir(&mut self, path: Box<[u8]>, entry: Entry) -> Result<(), Error> {
+        self.writer.unchanged_dir(path, entry);
+        Ok(())
     }
 }
