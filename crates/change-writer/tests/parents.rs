@@ -29,6 +29,28 @@ impl ParentDirs for Reported {
     }
 }
 
+/// Each entry's name, mode, uid and mtime, in archive order.
+fn headers(tar: &[u8]) -> Vec<(String, u32, u64, u64)> {
+    let mut archive = tar::Archive::new(tar);
+    let mut seen = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let entry = entry.expect("entry");
+        let h = entry.header();
+        seen.push((
+            String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+            h.mode().expect("mode"),
+            h.uid().expect("uid"),
+            h.mtime().expect("mtime"),
+        ));
+    }
+    seen
+}
+
+/// The mode and mtime of one of [`headers`]' entries.
+fn mode_mtime(header: &(String, u32, u64, u64)) -> (u32, u64) {
+    (header.1, header.3)
+}
+
 fn file_change(root: &Arc<Root>, path: &'static [u8]) -> Change {
     let meta = root.stat(path).expect("stat").expect("exists");
     Change::with_entry(
@@ -58,18 +80,7 @@ fn implicit_parents_carry_the_trees_metadata() {
     let (tar, stats) = writer.finish().expect("finish");
     assert_eq!(stats.implicit_dirs, 2);
 
-    let mut archive = tar::Archive::new(&tar[..]);
-    let mut seen = Vec::new();
-    for entry in archive.entries().expect("entries") {
-        let entry = entry.expect("entry");
-        let h = entry.header();
-        seen.push((
-            String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
-            h.mode().expect("mode"),
-            h.uid().expect("uid"),
-            h.mtime().expect("mtime"),
-        ));
-    }
+    let seen = headers(&tar);
     assert_eq!(seen[0], ("etc/".to_string(), 0o711, 4242, 1_234_567));
     assert_eq!(seen[1], ("etc/ssl/".to_string(), 0o700, 7, 7_654_321));
     assert_eq!(seen[2].0, "etc/ssl/cert");
@@ -186,37 +197,15 @@ fn offered_unchanged_directories_are_written_without_asking_the_tree() {
         "only usr is looked up"
     );
 
-    let mut archive = tar::Archive::new(&tar[..]);
-    let mut seen = Vec::new();
-    for entry in archive.entries().expect("entries") {
-        let entry = entry.expect("entry");
-        let h = entry.header();
-        seen.push((
-            String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
-            h.mode().expect("mode"),
-            h.mtime().expect("mtime"),
-        ));
-    }
+    let seen = headers(&tar);
     let names: Vec<_> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(
         names,
         ["etc/", "etc/ssl/", "etc/ssl/cert", "usr/", "usr/bin"]
     );
-    assert_eq!(
-        seen[0],
-        ("etc/".to_string(), 0o750, 11),
-        "the offered metadata"
-    );
-    assert_eq!(
-        seen[1],
-        ("etc/ssl/".to_string(), 0o751, 22),
-        "the offered metadata"
-    );
-    assert_eq!(
-        seen[3],
-        ("usr/".to_string(), 0o755, 42),
-        "the tree's metadata"
-    );
+    assert_eq!(mode_mtime(&seen[0]), (0o750, 11), "the offered metadata");
+    assert_eq!(mode_mtime(&seen[1]), (0o751, 22), "the offered metadata");
+    assert_eq!(mode_mtime(&seen[3]), (0o755, 42), "the tree's metadata");
 }
 
 #[test]
