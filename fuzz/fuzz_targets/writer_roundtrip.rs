@@ -573,7 +573,13 @@ fn check(input: Input) {
         .mtime_upper_bound(bound)
         .opaque_markers(!input.refuse_markers);
     writer = if input.read_ahead {
-        writer.read_ahead(ReadAhead::default().threads(2).memory_budget(4 << 20))
+        // Forced on from the first file: adaptive read-ahead would read this warm tree serially.
+        writer.read_ahead(
+            ReadAhead::default()
+                .adaptive(false)
+                .threads(2)
+                .memory_budget(4 << 20),
+        )
     } else {
         writer.serial()
     };
