@@ -116,7 +116,11 @@ pub(crate) fn visit_level<'a, B: Tree>(
         }
         let mut path = join(dir.path(), name);
         let base_is_dir = base_meta.is_some_and(|b| b.is_dir());
-        let mut child_names = child.as_ref().and_then(|(c, _)| c.upper_name_list());
+        // Only an unchanged directory is offered, so only its names are kept.
+        let mut child_names = match kind {
+            None => child.as_ref().and_then(|(c, _)| c.upper_name_list()),
+            Some(_) => None,
+        };
         let next = child.map(|(child, choice)| descent(child, choice, &path, base_is_dir, stats));
         let marker = matches!(next, Some(Next::MarkerThen(_)));
         if marker {
